@@ -1,0 +1,245 @@
+"""The Llama 2 model: ModelArgs .. Transformer, in one file (RECIPE.md, sec. 2.2).
+
+Parameter names are Meta's (``tok_embeddings``, ``layers.N.attention.wq``, ...): they are a file
+format, and ``model/checkpoint_io.py`` maps them to and from Hugging Face's. The same ``forward``
+serves training (no cache, causal or packed-document masks) and cached inference (a KVCache that
+``model/kv_cache.py`` attaches to each attention layer from outside).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelArgs:
+    """Architecture only, with the field names of Meta's ``params.json``.
+
+    ``ModelArgs(**json.load(open("params.json")))`` builds a Meta checkpoint's config (Meta writes
+    ``vocab_size: -1``; the checkpoint loader fills it from the embedding shape).
+    """
+
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: Optional[int] = None  # None: multi-head attention (n_kv_heads == n_heads)
+    vocab_size: int = 32000
+    multiple_of: int = 256  # FFN width is rounded up to a multiple of this
+    ffn_dim_multiplier: Optional[float] = None
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_seq_len: int = 4096  # Llama 2's context; also the default KV cache length
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_heads:
+            raise ValueError(f"ModelArgs: dim={self.dim} is not divisible by n_heads={self.n_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"ModelArgs: head_dim={self.head_dim} must be even for RoPE")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(
+                f"ModelArgs: n_heads={self.n_heads} is not a multiple of n_kv_heads={self.kv_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def ffn_hidden_dim(self) -> int:
+        """Meta's FFN width rule: int(2 * 4 * dim / 3), times the multiplier, rounded up."""
+        hidden = int(2 * 4 * self.dim / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, the statistic computed in fp32 whatever the input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x)
+        return normed * self.weight
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotation angles of RoPE for the given positions.
+
+    Args:
+        positions: LongTensor [T] or [B, T], the absolute position of each token.
+    Returns:
+        (cos, sin), each fp32 [T, 1, head_dim // 2] or [B, T, 1, head_dim // 2] (the 1 broadcasts
+        over heads). Computed per call rather than stored, so a dtype cast of the model never
+        rounds them and a meta-device build needs no buffer re-initialisation.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
+    angles = positions.float().unsqueeze(-1) * inv_freq  # [..., T, head_dim // 2]
+    return angles.cos().unsqueeze(-2), angles.sin().unsqueeze(-2)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ADJACENT pairs (x[2i], x[2i+1]) by the angles, as Meta's complex-number form does.
+
+    Args:
+        x: [B, T, H, head_dim]; cos, sin: from ``rope_cos_sin``.
+    Returns:
+        [B, T, H, head_dim] in x's dtype (the rotation itself runs in fp32).
+    """
+    pairs = x.float().unflatten(-1, (-1, 2))  # [B, T, H, head_dim // 2, 2]
+    real, imag = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)  # [B, T, H, head_dim]
+
+
+class Attention(nn.Module):
+    """Causal (grouped-query) self-attention through ``scaled_dot_product_attention``."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.kv_heads, args.head_dim
+        self.wq = nn.Linear(args.dim, self.n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.wv = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(self.n_heads * self.head_dim, args.dim, bias=False)
+        self.kv_cache = None  # a model/kv_cache.KVCache, attached from outside for inference
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        input_pos: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        bsz, seqlen, _ = x.shape
+        q = self.wq(x).view(bsz, seqlen, self.n_heads, self.head_dim)
+        k = self.wk(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim)
+        v = self.wv(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # [B, T, H, hd] -> [B, H, T, hd], the layout SDPA and the cache use
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)  # [B, Hkv, S, hd], S = cache length
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            enable_gqa=self.n_kv_heads != self.n_heads,  # kv head j serves query heads j*rep..(j+1)*rep-1
+        )  # [B, H, T, hd]
+        return self.wo(y.transpose(1, 2).reshape(bsz, seqlen, -1))  # [B, T, H * hd] -> [B, T, dim]
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: h = x + attn(norm(x)); out = h + ffn(norm(h))."""
+
+    def __init__(self, layer_id: int, args: ModelArgs):
+        super().__init__()
+        self.layer_id = layer_id
+        self.attention = Attention(args)
+        self.feed_forward = FeedForward(args.dim, args.ffn_hidden_dim)
+        self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
+
+    def forward(self, x, cos, sin, mask, input_pos):
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, input_pos)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """Llama 2 decoder: embeddings, n_layers blocks, final RMSNorm, untied output head.
+
+    A reward or value model is this same class with ``output`` replaced by a scalar head
+    (``model/heads.py``).
+    """
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(i, args) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        if not any(p.is_meta for p in self.parameters()):
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02) -> None:
+        """Explicit init (our choice; the paper is silent): N(0, std) for embeddings and
+        projections, std / sqrt(2 * n_layers) for the projections that write into the residual
+        stream (wo, w2, as in GPT-2), ones for the norms. Call after ``to_empty`` on a meta build."""
+        residual_std = std / math.sqrt(2 * self.args.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.ones_(p)
+            elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
+                nn.init.normal_(p, mean=0.0, std=residual_std)
+            else:
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        input_pos: Optional[torch.Tensor] = None,
+        *,
+        pos_ids: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None,
+        last_n: Optional[int] = None,
+    ) -> torch.Tensor:
+        """Logits for every (or the last ``last_n``) position.
+
+        Args:
+            tokens: LongTensor [B, T].
+            input_pos: LongTensor [T], the KV-cache slots these tokens fill (cached inference only;
+                also their RoPE positions unless ``pos_ids`` is given).
+            pos_ids: LongTensor [B, T] RoPE positions per row (left-padded batches, packed
+                documents whose positions restart). Default: ``input_pos``, else 0..T-1.
+            mask: BoolTensor broadcastable to [B, 1, T, S], True where a query may attend to a key
+                (S = T without a cache, the cache length with one). Default: causal.
+            last_n: compute the output head only on the last n positions (prefill, scoring).
+        Returns:
+            FloatTensor [B, T or last_n, vocab_size] (fp32 whatever the compute dtype).
+        """
+        bsz, seqlen = tokens.shape
+        cache = self.layers[0].attention.kv_cache if len(self.layers) else None
+        if (cache is None) != (input_pos is None):
+            raise ValueError("Transformer.forward: input_pos is required with a KV cache and only then")
+        if pos_ids is None:
+            pos_ids = input_pos if input_pos is not None else torch.arange(seqlen, device=tokens.device)
+        if mask is None and cache is not None:
+            # causal over cache slots: query t sees every slot up to its own
+            slots = torch.arange(cache.max_seq_len, device=tokens.device)
+            mask = slots.unsqueeze(0) <= input_pos.unsqueeze(1)  # [T, S]
+        cos, sin = rope_cos_sin(pos_ids, self.args.head_dim, self.args.rope_theta)
+        h = self.tok_embeddings(tokens)  # [B, T, dim]
+        for layer in self.layers:
+            h = layer(h, cos, sin, mask, input_pos)
+        if last_n is not None:
+            h = h[:, -last_n:]
+        return self.output(self.norm(h)).float()
