@@ -1,0 +1,192 @@
+"""llamaforge vs HF transformers on the same weights, machine and run.
+
+Measures (a) greedy decode tokens/s at batch 1 and 8 (128 new tokens) and (b) one training step
+(forward + cross-entropy + backward) in fp32 and bf16 autocast, with peak memory above the loaded
+model, and prints llamaforge / transformers ratios. Every measurement runs in a fresh subprocess
+so peak memory is not polluted by the other library; the peak is read from the kernel (VmHWM after
+resetting it through /proc/self/clear_refs).
+
+    python bench/bench_hf.py                      # both configs (bench-15m, bench-110m)
+    python bench/bench_hf.py --configs bench-15m --train-batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TASKS = ("decode-b1", "decode-b8", "train-fp32", "train-bf16")
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _reset_peak() -> int:
+    """Reset the kernel's peak-RSS counter; return the current RSS (KiB)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _rss_kib("VmRSS")
+
+
+def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    if impl == "llamaforge":
+        from llamaforge.model.checkpoint_io import load_model
+
+        model = load_model(model_dir, dtype=torch.float32)
+        vocab = model.args.vocab_size
+    else:
+        from transformers import LlamaForCausalLM
+
+        model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+        vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(1234)
+
+    if task.startswith("decode"):
+        model.eval()
+        batch = int(task.split("-b")[1])
+        prompt = torch.randint(3, vocab, (batch, a.prompt_len), generator=gen)
+
+        def run(n: int):
+            if impl == "llamaforge":
+                from llamaforge.generate import SamplingParams, generate
+
+                params = SamplingParams(temperature=0.0, max_new_tokens=n)
+                # eos_id=-1: no token ever stops a row, so both sides generate exactly n tokens
+                res = generate(model, prompt.tolist(), params, eos_id=-1)
+                return [r.tokens for r in res]
+            with torch.inference_mode():
+                out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
+                                     min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+            return out[:, a.prompt_len:].tolist()
+
+        run(4)  # warm-up
+        base = _reset_peak()
+        t0 = time.perf_counter()
+        tokens = run(a.new_tokens)
+        dt = time.perf_counter() - t0
+        return dict(tokens_per_s=batch * a.new_tokens / dt, seconds=dt, tokens=tokens,
+                    peak_mib=(_rss_kib("VmHWM") - base) / 1024)
+
+    model.train()
+    x = torch.randint(0, vocab, (a.train_batch, a.seq_len), generator=gen)
+    autocast = task == "train-bf16"
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if impl == "llamaforge":
+                logits = model(x)
+                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten())
+            else:
+                loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        return loss.item()
+
+    step()  # warm-up (allocations, kernel selection)
+    base = _reset_peak()
+    t0 = time.perf_counter()
+    losses = [step() for _ in range(a.train_steps)]
+    dt = time.perf_counter() - t0
+    return dict(tokens_per_s=a.train_steps * x.numel() / dt, seconds=dt, loss=losses[0],
+                peak_mib=(_rss_kib("VmHWM") - base) / 1024)
+
+
+def matmul_peak_gflops(dtype_name: str) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    a @ b
+    t0, n = time.perf_counter(), 8
+    for _ in range(n):
+        a @ b
+    return 2 * 2048**3 * n / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="bench-15m,bench-110m", help="presets from llamaforge.SIZES")
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--prompt-len", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--train-batch", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--train-steps", type=int, default=3)
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--worker", nargs=3, metavar=("IMPL", "TASK", "DIR"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        print(json.dumps(worker(*a.worker, a)))
+        return
+
+    import torch
+
+    from llamaforge import SIZES, ModelArgs, Transformer
+    from llamaforge.model.checkpoint_io import save_model
+
+    peaks = {d: matmul_peak_gflops(d) for d in ("float32", "bfloat16")}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads; matmul peak "
+          f"{peaks['float32']:.0f} GFLOP/s fp32, {peaks['bfloat16']:.0f} bf16")
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
+             if k in ("prompt_len", "new_tokens", "train_batch", "seq_len", "train_steps")]
+    results = {}
+    for name in a.configs.split(","):
+        args = ModelArgs(**SIZES[name])
+        torch.manual_seed(0)
+        model = Transformer(args)
+        n_params = sum(p.numel() for p in model.parameters())
+        with tempfile.TemporaryDirectory() as d:
+            save_model(model, d)
+            del model
+            print(f"\n{name}: {n_params / 1e6:.1f}M parameters (dim {args.dim}, {args.n_layers} layers, "
+                  f"{args.n_heads} heads, vocab {args.vocab_size})")
+            print(f"  {'task':12s} {'llamaforge':>14s} {'transformers':>14s} {'ratio':>7s}"
+                  f" {'peak MiB (lf / hf)':>20s}  notes")
+            for task in a.tasks.split(","):
+                r = {}
+                for impl in ("llamaforge", "transformers"):
+                    out = subprocess.run([sys.executable, __file__, "--worker", impl, task, d, *flags],
+                                         capture_output=True, text=True)
+                    if out.returncode:
+                        sys.exit(f"{impl} {task} failed:\n{out.stderr[-3000:]}")
+                    r[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+                lf, hf = r["llamaforge"], r["transformers"]
+                note = ""
+                if task.startswith("decode"):
+                    same = lf.pop("tokens") == hf.pop("tokens")
+                    note = f"greedy tokens identical: {'yes' if same else 'NO'}"
+                else:
+                    dtype = "bfloat16" if task.endswith("bf16") else "float32"
+                    attn = 12 * args.n_layers * args.dim * a.seq_len  # per-token attention FLOPs (fwd+bwd)
+                    flops = 6 * n_params + attn
+                    mfu = [x["tokens_per_s"] * flops / (peaks[dtype] * 1e9) for x in (lf, hf)]
+                    note = f"loss {lf['loss']:.4f}/{hf['loss']:.4f}, MFU {mfu[0]:.1%}/{mfu[1]:.1%}"
+                ratio = lf["tokens_per_s"] / hf["tokens_per_s"]
+                print(f"  {task:12s} {lf['tokens_per_s']:11.1f} t/s {hf['tokens_per_s']:11.1f} t/s "
+                      f"{ratio:6.2f}x {lf['peak_mib']:9.0f} / {hf['peak_mib']:<9.0f}  {note}", flush=True)
+                results[f"{name}/{task}"] = dict(llamaforge=lf, transformers=hf, ratio=ratio)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(dict(peaks=peaks, results=results), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

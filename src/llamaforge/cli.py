@@ -1,0 +1,252 @@
+"""The `llamaforge` command: one dispatch table from command name to its function.
+
+Each command is ``(add_arguments, run)``; ``run(args)`` does the work. Library defaults (sampling,
+tokenizer options) live on their dataclasses and functions: a flag left unset is not passed on.
+User and data errors end with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+GIB = 2**30
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model dir (llamaforge / HF / Meta checkpoint)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype (default: bfloat16 on cuda, float32 on cpu)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    # default=None everywhere: unset flags fall back to SamplingParams' own defaults
+    p.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate at most (default 256)")
+    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.6, Llama 2 chat)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default 0.9)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (default 0 = off)")
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+
+
+def _sampling_params(args: argparse.Namespace):
+    from llamaforge.generate import SamplingParams
+
+    fields = ("max_new_tokens", "temperature", "top_p", "top_k", "seed")
+    return SamplingParams(**{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
+
+
+def _load(args: argparse.Namespace):
+    """Model (eval mode) and tokenizer from ``--model``, on the requested device and dtype."""
+    import torch
+
+    from llamaforge.model.checkpoint_io import load_model
+    from llamaforge.tokenizer import Tokenizer
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    model = load_model(args.model, device=device, dtype=dtype).eval()
+    tok_path = Path(args.model) / "tokenizer.model"
+    if not tok_path.is_file():
+        raise ValueError(f"{args.model}: no tokenizer.model in the model dir (needed to encode text)")
+    return model, Tokenizer(tok_path)
+
+
+# ---- info ---------------------------------------------------------------------------------------
+
+def _info_args(p):
+    p.add_argument("--model", required=True, help="a preset name (see --list) or a model dir")
+    p.add_argument("--list", action="store_true", help="also list every preset")
+
+
+def _info(args) -> None:
+    import torch
+
+    from llamaforge.model import SIZES, ModelArgs, Transformer
+    from llamaforge.model.checkpoint_io import load_args
+
+    model_args = ModelArgs(**SIZES[args.model]) if args.model in SIZES else load_args(args.model)
+    with torch.device("meta"):
+        n = sum(p.numel() for p in Transformer(model_args).parameters())
+    a = model_args
+    print(f"model: {args.model}")
+    for key, value in vars(a).items():
+        print(f"  {key:20s} {value}")
+    print(f"  {'head_dim':20s} {a.head_dim}\n  {'ffn_hidden_dim':20s} {a.ffn_hidden_dim}")
+    print(f"parameters: {n:,}")
+    kv_per_seq = 2 * a.n_layers * a.kv_heads * a.head_dim * a.max_seq_len
+    print(f"memory (GiB)      weights    grads   AdamW (2 states)   KV cache / sequence @ {a.max_seq_len}")
+    for name, nbytes in (("float32", 4), ("bfloat16", 2)):
+        print(f"  {name:14s} {n * nbytes / GIB:9.2f} {n * nbytes / GIB:8.2f} {2 * n * nbytes / GIB:12.2f}"
+              f" {kv_per_seq * nbytes / GIB:18.3f}")
+    print("  (mixed precision keeps fp32 weights, grads and states: 16 bytes/parameter before activations)")
+    if args.list:
+        print("presets: " + ", ".join(SIZES))
+
+
+# ---- convert ------------------------------------------------------------------------------------
+
+def _convert_args(p):
+    p.add_argument("--input", required=True, help="model dir: HF (config.json + safetensors) or Meta (params.json + consolidated.*.pth)")
+    p.add_argument("--output", required=True, help="directory to write (written atomically)")
+    p.add_argument("--to", choices=["hf", "meta"], default="hf", help="output format (default hf)")
+    p.add_argument("--shards", type=int, default=1, help="model-parallel shards for --to meta (default 1)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="cast the weights (default: keep the checkpoint's dtype)")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer.model to include (default: the one in --input, if any)")
+
+
+def _convert(args) -> None:
+    import torch
+
+    from llamaforge.model.checkpoint_io import load_model, save_meta, save_model
+    from llamaforge.tokenizer import Tokenizer
+
+    model = load_model(args.input, dtype=getattr(torch, args.dtype) if args.dtype else None)
+    tok_path = Path(args.tokenizer) if args.tokenizer else Path(args.input) / "tokenizer.model"
+    tokenizer = Tokenizer(tok_path) if args.tokenizer or tok_path.is_file() else None
+    if args.to == "hf":
+        save_model(model, args.output, tokenizer=tokenizer)
+    else:
+        save_meta(model, args.output, num_shards=args.shards)
+        if tokenizer is not None:
+            tokenizer.save(args.output)
+    print(f"wrote {args.to} model dir {args.output}")
+
+
+# ---- generate / chat ----------------------------------------------------------------------------
+
+def _generate_args(p):
+    _add_model_args(p)
+    p.add_argument("--prompt", action="append", default=None,
+                   help="prompt text (repeat for a batch); default: read one prompt from stdin")
+    p.add_argument("--chat", action="store_true", help="wrap each prompt as a one-turn chat dialog")
+    _add_sampling_args(p)
+
+
+def _generate(args) -> None:
+    from llamaforge.chat_format import encode_dialog
+    from llamaforge.generate import generate
+
+    model, tokenizer = _load(args)
+    params = _sampling_params(args)
+    prompts = args.prompt if args.prompt is not None else [sys.stdin.read()]
+    ids = [encode_dialog(tokenizer, [{"role": "user", "content": p}]).tokens if args.chat
+           else tokenizer.encode(p, bos=True) for p in prompts]
+    if len(ids) == 1:
+        _stream_answer(model, tokenizer, ids[0], params)
+        return
+    for i, result in enumerate(generate(model, ids, params, eos_id=tokenizer.eos_id)):
+        print(f"--- [{i}] {prompts[i]!r}\n{tokenizer.decode(result.tokens)}")
+
+
+def _chat_args(p):
+    _add_model_args(p)
+    p.add_argument("--system", default=None, help="system prompt (folded into the first user turn)")
+    _add_sampling_args(p)
+
+
+def _chat(args) -> None:
+    from llamaforge.chat_format import encode_dialog
+
+    model, tokenizer = _load(args)
+    params = _sampling_params(args)
+    interactive = sys.stdin.isatty()
+    history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
+    if interactive:
+        print("chat: type a message; /reset clears the history, /exit or Ctrl-D quits.")
+    while True:
+        if interactive:
+            sys.stdout.write("user> ")
+            sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            break
+        if not line.strip():
+            continue
+        if line.strip() == "/reset":
+            history = history[:1] if args.system else []
+            continue
+        history.append({"role": "user", "content": line.rstrip("\n")})
+        prompt = encode_dialog(tokenizer, history).tokens
+        if interactive:
+            sys.stdout.write("assistant> ")
+        answer = _stream_answer(model, tokenizer, prompt, params)
+        history.append({"role": "assistant", "content": answer})
+
+
+def _stream_answer(model, tokenizer, prompt: list[int], params) -> str:
+    """Stream one completion to stdout (the text delta of each new token); return its text."""
+    from llamaforge.generate import stream
+
+    out: list[int] = []
+    shown = ""
+    for step in stream(model, [prompt], params, eos_id=tokenizer.eos_id):
+        if step[0] is None:
+            continue
+        out.append(step[0])
+        text = tokenizer.decode(out)
+        sys.stdout.write(text[len(shown):])
+        sys.stdout.flush()
+        shown = text
+    sys.stdout.write("\n")
+    return shown
+
+
+# ---- tokenizer ----------------------------------------------------------------------------------
+
+def _tokenizer_args(p):
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = sub.add_parser("train", help="train a SentencePiece BPE tokenizer with the Llama 2 options",
+                       description="Train a SentencePiece BPE model (split digits, byte fallback, identity "
+                                   "normalisation, unk 0 / bos 1 / eos 2, no pad) from text files.")
+    t.add_argument("--input", nargs="+", required=True, help="text files, one document or sentence a line")
+    t.add_argument("--vocab-size", type=int, required=True, help="vocabulary size (Llama 2: 32000)")
+    t.add_argument("--out", required=True, help="directory for tokenizer.model and tokenizer_config.json")
+
+
+def _tokenizer(args) -> None:
+    from llamaforge.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(args.input, args.vocab_size, args.out)
+    print(f"wrote {args.out}/tokenizer.model (vocab {tok.vocab_size})")
+
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
+    "convert": ("convert between HF and Meta checkpoint formats", _convert_args, _convert),
+    "generate": ("complete prompts with a model (streams a single prompt)", _generate_args, _generate),
+    "chat": ("interactive chat in the Llama 2 format (also reads piped stdin)", _chat_args, _chat),
+    "tokenizer": ("tokenizer tools (train)", _tokenizer_args, _tokenizer),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamaforge",
+        description="llamaforge: the Llama 2 system, from tokenizer to RLHF. `llamaforge COMMAND --help` explains each.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][2](args)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"llamaforge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Model architecture: preset sizes, FFN rule, RoPE layout, masks, meta-device builds."""
+
+import math
+
+import pytest
+import torch
+
+from llamaforge import SIZES, ModelArgs, Transformer
+from llamaforge.model.llama import apply_rope, rope_cos_sin
+from llamaforge.model.sizes import preset
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("llama2-7b", 6_738_415_616),
+        ("llama2-13b", 13_015_864_320),
+        ("llama2-34b", 33_743_970_304),
+        ("llama2-70b", 68_976_648_192),
+    ],
+)
+def test_published_parameter_counts_on_meta_device(name, expected):
+    with torch.device("meta"):
+        model = Transformer(ModelArgs(**SIZES[name]))
+    assert all(p.is_meta for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("name, ffn", [("llama2-7b", 11008), ("llama2-13b", 13824),
+                                       ("llama2-34b", 22016), ("llama2-70b", 28672)])
+def test_ffn_width_rule(name, ffn):
+    # 70B: int(2*4*8192/3) = 21845; int(1.3 * 21845) = 28398; rounded up to 4096s -> 28672
+    assert ModelArgs(**SIZES[name]).ffn_hidden_dim == ffn
+
+
+def test_gqa_projection_shapes():
+    args = ModelArgs(**SIZES["llama2-70b"])
+    with torch.device("meta"):
+        model = Transformer(args)
+    attn = model.layers[0].attention
+    assert attn.wq.weight.shape == (8192, 8192)
+    assert attn.wk.weight.shape == (8 * 128, 8192)  # (n_kv_heads * head_dim, dim)
+    assert attn.wv.weight.shape == (8 * 128, 8192)
+
+
+def test_meta_parameter_names_and_untied_head():
+    model = Transformer(ModelArgs(**SIZES["debug"]))
+    names = set(model.state_dict())
+    assert {"tok_embeddings.weight", "norm.weight", "output.weight",
+            "layers.0.attention.wq.weight", "layers.1.feed_forward.w3.weight",
+            "layers.0.attention_norm.weight", "layers.0.ffn_norm.weight"} <= names
+    assert not any("rope" in n or "cache" in n for n in names)
+    assert model.output.weight.data_ptr() != model.tok_embeddings.weight.data_ptr()
+
+
+def test_bad_args_raise():
+    with pytest.raises(ValueError, match="n_heads"):
+        ModelArgs(dim=64, n_heads=5)
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        ModelArgs(dim=64, n_heads=4, n_kv_heads=3)
+    with pytest.raises(ValueError, match="unknown model preset 'llama3'"):
+        preset("llama3")
+
+
+def test_meta_init_then_to_empty_matches_eager_statistics():
+    args = ModelArgs(**SIZES["debug"])
+    with torch.device("meta"):
+        model = Transformer(args)
+    model.to_empty(device="cpu")
+    torch.manual_seed(0)
+    model.init_weights()
+    assert torch.equal(model.norm.weight, torch.ones(args.dim))
+    std = model.layers[0].attention.wo.weight.std().item()
+    assert abs(std - 0.02 / math.sqrt(2 * args.n_layers)) < 0.003
+    logits = model(torch.randint(0, args.vocab_size, (2, 8)))
+    assert logits.shape == (2, 8, args.vocab_size) and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+def test_rope_rotates_adjacent_pairs_like_complex_multiply():
+    # Meta: view (x[2i], x[2i+1]) as a complex number and multiply by exp(i * pos * theta^(-2i/d))
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 2, 8)
+    cos, sin = rope_cos_sin(torch.arange(5), 8, 10000.0)
+    freqs = 1.0 / (10000.0 ** (torch.arange(0, 8, 2).float() / 8))
+    cis = torch.polar(torch.ones(5, 4), torch.outer(torch.arange(5).float(), freqs))  # [T, 4]
+    expected = torch.view_as_real(torch.view_as_complex(x.reshape(1, 5, 2, 4, 2)) * cis[None, :, None])
+    torch.testing.assert_close(apply_rope(x, cos, sin), expected.flatten(3), atol=1e-6, rtol=0)
+
+
+def test_causality_and_explicit_causal_mask_agree():
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**SIZES["debug-gqa"]))
+    tokens = torch.randint(0, model.args.vocab_size, (2, 12))
+    full = model(tokens)
+    # changing a future token never changes earlier logits
+    changed = tokens.clone()
+    changed[:, 8] = (changed[:, 8] + 1) % model.args.vocab_size
+    torch.testing.assert_close(model(changed)[:, :8], full[:, :8], atol=1e-6, rtol=0)
+    causal = torch.ones(12, 12, dtype=torch.bool).tril()
+    torch.testing.assert_close(model(tokens, mask=causal), full, atol=1e-5, rtol=0)
+
+
+def test_packed_documents_with_block_mask_equal_separate_forwards():
+    # Two documents packed into one row, attention kept inside each and positions restarting:
+    # each document's logits must equal its own forward.
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**SIZES["debug"]))
+    a, b = torch.randint(0, 512, (1, 5)), torch.randint(0, 512, (1, 7))
+    doc = torch.tensor([0] * 5 + [1] * 7)
+    mask = (doc[:, None] == doc[None, :]) & torch.ones(12, 12, dtype=torch.bool).tril()
+    pos = torch.cat([torch.arange(5), torch.arange(7)])[None]
+    packed = model(torch.cat([a, b], 1), pos_ids=pos, mask=mask)
+    torch.testing.assert_close(packed[:, :5], model(a), atol=1e-5, rtol=0)
+    torch.testing.assert_close(packed[:, 5:], model(b), atol=1e-5, rtol=0)
+
+
+def test_last_n_and_bf16_autocast():
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**SIZES["debug"]))
+    tokens = torch.randint(0, 512, (2, 10))
+    full = model(tokens)
+    torch.testing.assert_close(model(tokens, last_n=1), full[:, -1:], atol=1e-6, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(tokens)
+    assert low.dtype == torch.float32
+    assert (low - full).abs().max() < 0.05
+
+
+def test_input_pos_without_cache_is_an_error():
+    model = Transformer(ModelArgs(**SIZES["debug"]))
+    with pytest.raises(ValueError, match="input_pos"):
+        model(torch.zeros(1, 3, dtype=torch.long), torch.arange(3))
