@@ -112,9 +112,7 @@ def _convert(args) -> None:
     if args.to == "hf":
         save_model(model, args.output, tokenizer=tokenizer)
     else:
-        save_meta(model, args.output, num_shards=args.shards)
-        if tokenizer is not None:
-            tokenizer.save(args.output)
+        save_meta(model, args.output, num_shards=args.shards, tokenizer=tokenizer)
     print(f"wrote {args.to} model dir {args.output}")
 
 
@@ -172,7 +170,12 @@ def _chat(args) -> None:
             history = history[:1] if args.system else []
             continue
         history.append({"role": "user", "content": line.rstrip("\n")})
-        prompt = encode_dialog(tokenizer, history).tokens
+        try:
+            prompt = encode_dialog(tokenizer, history).tokens
+        except ValueError as e:  # e.g. typed [INST] tags (Meta's policy): say so, keep chatting
+            history.pop()
+            print(f"error: {e}", file=sys.stderr)
+            continue
         if interactive:
             sys.stdout.write("assistant> ")
         answer = _stream_answer(model, tokenizer, prompt, params)
