@@ -68,11 +68,11 @@ def test_unknown_preset_or_missing_dir_is_a_clear_error(tmp_path, capsys):
 
 def test_tokenizer_train(tmp_path):
     (tmp_path / "c.txt").write_text(TEXT)
-    r = run_cli("tokenizer", "train", "--input", str(tmp_path / "c.txt"), "--vocab-size", "350",
+    r = run_cli("tokenizer", "train", "--input", str(tmp_path / "c.txt"), "--vocab-size", "400",
                 "--out", str(tmp_path / "tok"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "tok" / "tokenizer.model").is_file()
-    r = run_cli("tokenizer", "train", "--input", str(tmp_path / "missing.txt"), "--vocab-size", "350",
+    r = run_cli("tokenizer", "train", "--input", str(tmp_path / "missing.txt"), "--vocab-size", "400",
                 "--out", str(tmp_path / "tok2"))
     assert r.returncode == 2 and "missing.txt" in r.stderr and "Traceback" not in r.stderr
 

@@ -1,0 +1,18 @@
+"""Generation: sampling functions and the batched, KV-cached generator (prefill / decode, streaming)."""
+
+from llamaforge.generate.generator import (
+    GenerationResult,
+    PaddedBatch,
+    chat,
+    decode_one_token,
+    generate,
+    left_pad,
+    prefill,
+    stream,
+)
+from llamaforge.generate.sampling import SamplingParams, sample, top_k_filter, top_p_filter
+
+__all__ = [
+    "GenerationResult", "PaddedBatch", "SamplingParams", "chat", "decode_one_token", "generate",
+    "left_pad", "prefill", "sample", "stream", "top_k_filter", "top_p_filter",
+]

@@ -1,0 +1,237 @@
+"""Batched, KV-cached generation of token ids: ``prefill``, ``decode_one_token``, one loop.
+
+Prompts of different lengths share a batch by LEFT padding to the longest prompt, so that at each
+step every row writes its new key/value to the same cache slot and one forward serves the batch.
+Each row gets its own RoPE positions (slot - pad, so its first real token is at position 0) and an
+attention mask over cache slots that hides its padding: a row's output is what it would get alone.
+Caches are attached for one call and removed afterwards (also on errors and early ``close``), so the
+same model trains again right after.
+
+Result design: ``generate`` returns, per prompt, a ``GenerationResult`` holding the new ids
+WITHOUT the prompt and WITHOUT the stop token that ended the row, plus why the row ended
+("stop": it produced EOS or a ``stop_ids`` token; "length": ``max_new_tokens`` reached).
+``stream`` yields the same tokens step by step; ``generate`` is a consumer of the same loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Optional, Sequence
+
+import torch
+
+from llamaforge.generate.sampling import SamplingParams, sample
+from llamaforge.model.kv_cache import remove_kv_caches, setup_kv_caches
+
+if TYPE_CHECKING:
+    from llamaforge.chat_format import Dialog
+    from llamaforge.model.llama import Transformer
+    from llamaforge.tokenizer import Tokenizer
+
+
+@dataclass
+class GenerationResult:
+    """What one prompt produced.
+
+    Attributes:
+        tokens: generated ids, without the prompt and without the stop token.
+        finish_reason: "stop" (EOS or a stop id was produced) or "length" (max_new_tokens reached).
+    """
+
+    tokens: list[int]
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass
+class PaddedBatch:
+    """Left-padded prompts and the per-row tensors the loop needs, built once per call.
+
+    Attributes:
+        tokens: LongTensor [B, T], prompts left-padded to the longest (T tokens).
+        pad_lens: LongTensor [B], padding slots in front of each row.
+        positions: LongTensor [B, S], RoPE position of every cache slot per row (slot - pad,
+            clamped to 0 on the padding, whose positions are never attended).
+        key_valid: BoolTensor [B, S], False on a row's padding slots.
+        slots: LongTensor [S], 0..S-1 (sliced per step rather than rebuilt).
+    """
+
+    tokens: torch.Tensor
+    pad_lens: torch.Tensor
+    positions: torch.Tensor
+    key_valid: torch.Tensor
+    slots: torch.Tensor
+
+
+def left_pad(prompts: Sequence[Sequence[int]], cache_len: int, pad_id: int,
+             device: torch.device | str | None = None) -> PaddedBatch:
+    """Build a ``PaddedBatch`` for ``cache_len`` (S) cache slots; prompts must be non-empty."""
+    longest = max(len(p) for p in prompts)
+    tokens = torch.tensor([[pad_id] * (longest - len(p)) + list(p) for p in prompts], device=device)
+    pad_lens = torch.tensor([longest - len(p) for p in prompts], device=device)
+    slots = torch.arange(cache_len, device=device)
+    rel = slots[None, :] - pad_lens[:, None]  # [B, S]
+    return PaddedBatch(tokens, pad_lens, rel.clamp(min=0), rel >= 0, slots)
+
+
+def prefill(model: Transformer, batch: PaddedBatch, last_n: Optional[int] = 1) -> torch.Tensor:
+    """Run the whole padded prompt through the model in one forward, filling cache slots 0..T-1.
+
+    Args:
+        model: a Transformer with KV caches attached (``setup_kv_caches``) for B rows.
+        batch: from ``left_pad``.
+        last_n: logits for the last n positions only (1 for generation); None for all T.
+    Returns:
+        FloatTensor [B, last_n or T, vocab_size].
+    """
+    seqlen = batch.tokens.shape[1]
+    input_pos = batch.slots[:seqlen]
+    causal = batch.slots[None, :] <= input_pos[:, None]  # [T, S]
+    own = batch.slots[None, :] == input_pos[:, None]  # [T, S]
+    # A padding query sees only its own slot: a fully masked softmax row would give NaN, and the
+    # NaN values cached for the padding would reach real rows as 0 * NaN in the next layer.
+    mask = causal & (batch.key_valid[:, None, :] | own)  # [B, T, S]
+    return model(batch.tokens, input_pos, pos_ids=batch.positions[:, :seqlen],
+                 mask=mask[:, None], last_n=last_n)  # mask [B, 1, T, S] broadcasts over heads
+
+
+def decode_one_token(model: Transformer, tokens: torch.Tensor, slot: int, batch: PaddedBatch) -> torch.Tensor:
+    """Feed one token per row at cache slot ``slot`` and return the next-token logits.
+
+    Args:
+        tokens: LongTensor [B], the previous step's tokens.
+        slot: the cache slot they fill (the same for every row, thanks to left padding).
+    Returns:
+        FloatTensor [B, vocab_size].
+    """
+    mask = batch.key_valid & (batch.slots <= slot)  # [B, S]: the row's real tokens up to this one
+    logits = model(tokens[:, None], batch.slots[slot:slot + 1], pos_ids=batch.positions[:, slot:slot + 1],
+                   mask=mask[:, None, None])  # tokens [B, 1], mask [B, 1, 1, S]
+    return logits[:, -1]
+
+
+def _start(model: Transformer, prompts: Sequence[Sequence[int]], params: SamplingParams,
+           eos_id: Optional[int], stop_ids: Optional[Iterable[int]], pad_id: int
+           ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Validate now (so errors surface at the call, not at the first ``next``), return the loop."""
+    vocab, context = model.args.vocab_size, model.args.max_seq_len
+    if len(prompts) == 0:
+        raise ValueError("generate: the list of prompts is empty")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"generate: prompt {i} is empty")
+        if min(p) < 0 or max(p) >= vocab:
+            bad = next(t for t in p if not 0 <= t < vocab)
+            raise ValueError(f"generate: prompt {i} holds token id {bad}, outside the vocabulary [0, {vocab})")
+    if not 0 <= pad_id < vocab:
+        raise ValueError(f"generate: pad_id={pad_id} is outside the vocabulary [0, {vocab})")
+    longest = max(len(p) for p in prompts)
+    cache_len = longest + params.max_new_tokens
+    if cache_len > context:
+        raise ValueError(f"generate: longest prompt ({longest} tokens) + max_new_tokens "
+                         f"({params.max_new_tokens}) = {cache_len} exceeds the model's max_seq_len {context}")
+    device = model.tok_embeddings.weight.device
+    stop = sorted(set(stop_ids or ()) | ({eos_id} if eos_id is not None else set()))
+    batch = left_pad(prompts, cache_len, pad_id, device)
+    return _loop(model, batch, params, torch.tensor(stop, dtype=torch.long, device=device))
+
+
+def _loop(model: Transformer, batch: PaddedBatch, params: SamplingParams, stop: torch.Tensor
+          ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The core loop. Yields per step (tokens LongTensor [B], live BoolTensor [B]); live marks the
+    rows whose token belongs to their output (not finished earlier, not a stop token).
+
+    Inference mode is entered around each step's compute, never across a ``yield``: it is thread
+    state, and the consumer's code between steps must not run under it.
+    """
+    bsz, seqlen = batch.tokens.shape
+    generator = None
+    if params.seed is not None:
+        generator = torch.Generator(device=batch.tokens.device).manual_seed(params.seed)
+    setup_kv_caches(model, bsz, batch.slots.numel())
+    try:
+        done = torch.zeros(bsz, dtype=torch.bool, device=batch.tokens.device)
+        for step in range(params.max_new_tokens):
+            with torch.inference_mode():
+                if step == 0:
+                    logits = prefill(model, batch)[:, -1]  # [B, V]
+                else:  # the token sampled at step s - 1 fills slot T + s - 1
+                    logits = decode_one_token(model, tokens, seqlen + step - 1, batch)
+                tokens = sample(logits, params, generator)
+                hit = torch.isin(tokens, stop)
+                live = ~(done | hit)
+                done = done | hit
+            yield tokens, live
+            if bool(done.all()):  # the one host sync per step
+                break
+    finally:
+        remove_kv_caches(model)
+
+
+def stream(model: Transformer, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
+           eos_id: Optional[int] = 2, stop_ids: Optional[Iterable[int]] = None, pad_id: int = 0
+           ) -> Iterator[list[Optional[int]]]:
+    """Generate step by step, e.g. to print tokens as they come.
+
+    Args: as ``generate``.
+    Returns:
+        An iterator yielding, per decode step, a list of B entries: the new token of each row, or
+        None for a row that has finished (including the step where it produced its stop token,
+        which is not part of the output). Exhaust it or ``close()`` it to free the caches; one
+        stream at a time per model (the caches live on the model).
+    """
+    steps = _start(model, prompts, params, eos_id, stop_ids, pad_id)
+
+    def as_lists() -> Iterator[list[Optional[int]]]:
+        with contextlib.closing(steps):  # closing this iterator closes the loop, removing caches
+            for tokens, live in steps:
+                yield [t if keep else None for t, keep in zip(tokens.tolist(), live.tolist())]
+
+    return as_lists()
+
+
+def generate(model: Transformer, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
+             eos_id: Optional[int] = 2, stop_ids: Optional[Iterable[int]] = None, pad_id: int = 0
+             ) -> list[GenerationResult]:
+    """Generate a continuation of every prompt in one batch.
+
+    Args:
+        model: a Transformer (any device/dtype); caches are attached and removed here.
+        prompts: B lists of token ids, any lengths >= 1, each id in [0, vocab_size).
+        params: sampling and ``max_new_tokens``; a ``seed`` makes sampling reproducible.
+        eos_id: ends a row (Llama 2's EOS is 2); None: no EOS.
+        stop_ids: more ids that end a row.
+        pad_id: the id fed in the padding slots (never attended; Llama 2 has no pad token).
+    Returns:
+        B ``GenerationResult``, in prompt order.
+    Raises:
+        ValueError: no prompts, an empty prompt or an out-of-vocabulary id (naming the row), or
+            longest prompt + max_new_tokens > model.args.max_seq_len.
+    """
+    all_tokens, all_live = [], []
+    for tokens, live in _start(model, prompts, params, eos_id, stop_ids, pad_id):
+        all_tokens.append(tokens)
+        all_live.append(live)
+    ids = torch.stack(all_tokens, dim=1).tolist()  # [B, steps], one transfer at the end
+    counts = torch.stack(all_live, dim=1).sum(dim=1).tolist()  # [B]
+    # live is True on a prefix of the steps (a row stays done), so a row's output is its first
+    # counts[b] tokens; a row that hit a stop id has fewer than max_new_tokens of them.
+    return [GenerationResult(row[:n], "length" if n == params.max_new_tokens else "stop")
+            for row, n in zip(ids, counts)]
+
+
+def chat(model: Transformer, tokenizer: Tokenizer, dialogs: Sequence[Dialog], params: SamplingParams) -> list[str]:
+    """Answer each dialog (Llama 2 chat format), stopping at the tokenizer's EOS.
+
+    Args:
+        dialogs: B dialogs as ``llamaforge.chat_format.encode_dialog`` takes them (an optional
+            system message, then user/assistant turns, ending with a user turn).
+    Returns:
+        B decoded answers.
+    """
+    # imported late: generation of ids needs no tokenizer (and no sentencepiece) installed
+    from llamaforge.chat_format import encode_dialog
+
+    prompts = [encode_dialog(tokenizer, dialog).tokens for dialog in dialogs]
+    results = generate(model, prompts, params, eos_id=tokenizer.eos_id)
+    return [tokenizer.decode(r.tokens) for r in results]
