@@ -1,10 +1,12 @@
 """llamaforge vs HF transformers on the same weights, machine and run.
 
-Measures (a) greedy decode tokens/s at batch 1 and 8 (128 new tokens) and (b) one training step
-(forward + cross-entropy + backward) in fp32 and bf16 autocast, with peak memory above the loaded
-model, and prints llamaforge / transformers ratios. Every measurement runs in a fresh subprocess
-so peak memory is not polluted by the other library; the peak is read from the kernel (VmHWM after
-resetting it through /proc/self/clear_refs).
+Measures (a) greedy decode tokens/s at batch 1 and 8 (128 new tokens), llamaforge eager and with
+``compile=True`` (the ``-compiled`` rows, timed after a warm-up that compiles; transformers runs its
+plain ``generate`` in both; the optional ``decode-b1-compiled-both`` rows compile transformers too,
+with a static cache), and (b) one training step (forward + cross-entropy + backward) in fp32
+and bf16 autocast, with peak memory above the loaded model, and prints llamaforge / transformers
+ratios. Every measurement runs in a fresh subprocess so peak memory is not polluted by the other
+library; the peak is read from the kernel (VmHWM after resetting it through /proc/self/clear_refs).
 
     python bench/bench_hf.py                      # both configs (bench-15m, bench-110m)
     python bench/bench_hf.py --configs bench-15m --train-batch 4
@@ -23,7 +25,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TASKS = ("decode-b1", "decode-b8", "train-fp32", "train-bf16")
+TASKS = ("decode-b1", "decode-b8", "decode-b1-compiled", "decode-b8-compiled", "train-fp32", "train-bf16")
 
 
 def _rss_kib(field: str) -> int:
@@ -60,7 +62,19 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
 
     if task.startswith("decode"):
         model.eval()
-        batch = int(task.split("-b")[1])
+        # decode-b8: both eager; -compiled: llamaforge compile=True vs transformers' plain generate;
+        # -compiled-both: transformers too compiles (a static cache, its forward through torch.compile)
+        _, size, *variant = task.split("-")
+        batch = int(size[1:])
+        compiled = (variant == ["compiled"] and impl == "llamaforge") or variant == ["compiled", "both"]
+        hf_kwargs = {}
+        if compiled and impl == "transformers":
+            from transformers import CompileConfig
+
+            # the inductor options of llamaforge's compiled decode step, for a like-for-like peer
+            config = CompileConfig(fullgraph=True, dynamic=False, mode=None, options={"cpp_wrapper": True})
+            config._compile_all_devices = True  # transformers only auto-compiles on accelerators otherwise
+            hf_kwargs = dict(cache_implementation="static", compile_config=config)
         prompt = torch.randint(3, vocab, (batch, a.prompt_len), generator=gen)
 
         def run(n: int):
@@ -69,19 +83,23 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
 
                 params = SamplingParams(temperature=0.0, max_new_tokens=n)
                 # eos_id=-1: no token ever stops a row, so both sides generate exactly n tokens
-                res = generate(model, prompt.tolist(), params, eos_id=-1)
+                res = generate(model, prompt.tolist(), params, eos_id=-1, compile=compiled)
                 return [r.tokens for r in res]
             with torch.inference_mode():
                 out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
-                                     min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+                                     min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0,
+                                     **hf_kwargs)
             return out[:, a.prompt_len:].tolist()
 
-        run(4)  # warm-up
+        # warm-up; a compiled path compiles here, for the cache length of the timed run
+        t0 = time.perf_counter()
+        run(a.new_tokens if compiled else 4)
+        warmup_s = time.perf_counter() - t0
         base = _reset_peak()
         t0 = time.perf_counter()
         tokens = run(a.new_tokens)
         dt = time.perf_counter() - t0
-        return dict(tokens_per_s=batch * a.new_tokens / dt, seconds=dt, tokens=tokens,
+        return dict(tokens_per_s=batch * a.new_tokens / dt, seconds=dt, tokens=tokens, warmup_s=warmup_s,
                     peak_mib=(_rss_kib("VmHWM") - base) / 1024)
 
     model.train()
@@ -127,7 +145,8 @@ def matmul_peak_gflops(dtype_name: str) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default="bench-15m,bench-110m", help="presets from llamaforge.SIZES")
-    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--tasks", default=",".join(TASKS),
+                   help="comma-separated; also decode-b1-compiled-both, decode-b8-compiled-both")
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--train-batch", type=int, default=8)
@@ -162,7 +181,7 @@ def main() -> None:
             del model
             print(f"\n{name}: {n_params / 1e6:.1f}M parameters (dim {args.dim}, {args.n_layers} layers, "
                   f"{args.n_heads} heads, vocab {args.vocab_size})")
-            print(f"  {'task':12s} {'llamaforge':>14s} {'transformers':>14s} {'ratio':>7s}"
+            print(f"  {'task':24s} {'llamaforge':>14s} {'transformers':>14s} {'ratio':>7s}"
                   f" {'peak MiB (lf / hf)':>20s}  notes")
             for task in a.tasks.split(","):
                 r = {}
@@ -177,6 +196,10 @@ def main() -> None:
                 if task.startswith("decode"):
                     same = lf.pop("tokens") == hf.pop("tokens")
                     note = f"greedy tokens identical: {'yes' if same else 'NO'}"
+                    if "compiled" in task:
+                        note += f"; warm-up incl. compile {lf['warmup_s']:.1f} s"
+                    if task.endswith("both"):
+                        note += f" (transformers {hf['warmup_s']:.1f} s)"
                 else:
                     dtype = "bfloat16" if task.endswith("bf16") else "float32"
                     # per token: 6 FLOPs per matmul weight (fwd + bwd; the embedding lookup is none)
@@ -186,7 +209,7 @@ def main() -> None:
                     mfu = [x["tokens_per_s"] * flops / (peaks[dtype] * 1e9) for x in (lf, hf)]
                     note = f"loss {lf['loss']:.4f}/{hf['loss']:.4f}, MFU {mfu[0]:.1%}/{mfu[1]:.1%}"
                 ratio = lf["tokens_per_s"] / hf["tokens_per_s"]
-                print(f"  {task:12s} {lf['tokens_per_s']:11.1f} t/s {hf['tokens_per_s']:11.1f} t/s "
+                print(f"  {task:24s} {lf['tokens_per_s']:11.1f} t/s {hf['tokens_per_s']:11.1f} t/s "
                       f"{ratio:6.2f}x {lf['peak_mib']:9.0f} / {hf['peak_mib']:<9.0f}  {note}", flush=True)
                 results[f"{name}/{task}"] = dict(llamaforge=lf, transformers=hf, ratio=ratio)
     if a.json:

@@ -101,6 +101,18 @@ def test_generate_greedy_is_deterministic(model_dir):
     assert a.stdout == b.stdout and a.stdout.strip()
 
 
+@pytest.mark.slow
+def test_generate_and_chat_with_compile_match_eager(model_dir):
+    args = ["--model", str(model_dir / "model"), "--temperature", "0", "--max-new-tokens", "8"]
+    gen = ["generate", *args, "--prompt", "The red fox"]
+    eager, compiled = run_cli(*gen), run_cli(*gen, "--compile")
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout == eager.stdout and compiled.stdout.strip()
+    chat = run_cli("chat", *args, "--compile", stdin="Hello there\n")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout == run_cli("chat", *args, stdin="Hello there\n").stdout
+
+
 def test_generate_batch_of_prompts(model_dir):
     r = run_cli("generate", "--model", str(model_dir / "model"), "--prompt", "The red fox",
                 "--prompt", "A blue river near", "--max-new-tokens", "5", "--seed", "1")

@@ -12,6 +12,7 @@ from llamaforge import SIZES, ModelArgs, Transformer
 from llamaforge.generate import (
     GenerationResult,
     SamplingParams,
+    cache_bucket,
     decode_one_token,
     generate,
     left_pad,
@@ -274,6 +275,74 @@ def test_chat_answers_each_dialog_in_the_llama2_format(tiny_tokenizer):
     expected = [tiny_tokenizer.decode(r.tokens)
                 for r in generate(model, prompts, params, eos_id=tiny_tokenizer.eos_id)]
     assert chat(model, tiny_tokenizer, dialogs, params) == expected
+
+
+# ---------------------------------------------------------------- compiled decoding
+
+
+def test_cache_bucket_rounds_up_by_a_quarter_octave_within_the_context():
+    # step = max(64, 2 ** (bit_length(n - 1) - 3)): 64 up to 512 slots, then 128, 256, 512, ...
+    assert [cache_bucket(n, 4096) for n in (1, 64, 65, 144, 512)] == [64, 64, 128, 192, 512]
+    assert [cache_bucket(n, 4096) for n in (513, 600, 1000, 1025, 2100, 4000)] == [
+        640, 640, 1024, 1280, 2560, 4096]
+    assert cache_bucket(200, 256) == 256 and cache_bucket(130, 150) == 150  # never past the context
+    # buckets never waste a quarter of their slots or more (above the 64-slot floor)
+    assert all(cache_bucket(n, 1 << 16) < n * 1.25 for n in range(257, 20000, 7))
+
+
+@pytest.fixture(scope="module")
+def inductor():
+    """Skip (with the reason) where inductor cannot compile, e.g. no C++ compiler on the machine."""
+    try:
+        torch.compile(lambda x: x * 2 + 1, fullgraph=True, options={"cpp_wrapper": True})(torch.ones(3))
+    except Exception as e:  # any failure of the toolchain: the tests below would only repeat it
+        pytest.skip(f"torch.compile (inductor, C++ wrapper) does not work here: {type(e).__name__}: {e}")
+
+
+def compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["debug", "debug-gqa"])
+def test_compiled_greedy_equals_eager_and_reuses_one_graph(inductor, preset):
+    model = make_model(preset)
+    prompts = random_prompts([3, 11, 1, 6], model.args.vocab_size)  # left padding in the graph too
+    params = SamplingParams(temperature=0, max_new_tokens=20)
+    before = compiled_graphs()
+    compiled = generate(model, prompts, params, eos_id=None, compile=True)
+    assert compiled == generate(model, prompts, params, eos_id=None)
+    graphs = compiled_graphs()
+    assert graphs - before <= 1  # one graph for the decode step (none if this process made it already)
+
+    # other prompt lengths and max_new_tokens in the same bucket (11 + 20 and 9 + 40 slots -> 64),
+    # a stream, and weights changed in place as a training step would: the same graph, current weights
+    shorter = [p[:-2] or p for p in prompts]
+    longer = SamplingParams(temperature=0, max_new_tokens=40)
+    eager = [r.tokens for r in generate(model, shorter, longer, eos_id=None)]
+    assert [r.tokens for r in generate(model, shorter, longer, eos_id=None, compile=True)] == eager
+    steps = list(stream(model, shorter, longer, eos_id=None, compile=True))
+    assert [[step[b] for step in steps] for b in range(len(shorter))] == eager
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1.0)
+    flipped = generate(model, prompts, params, eos_id=None, compile=True)
+    assert flipped == generate(model, prompts, params, eos_id=None) and flipped != compiled
+    assert compiled_graphs() == graphs  # no recompile: not per step, per call, nor per weight update
+    assert not caches_attached(model)
+
+
+@pytest.mark.slow
+def test_compiled_stops_at_eos_like_eager(inductor):
+    model = make_model()
+    prompts = random_prompts([4, 8, 2, 5], model.args.vocab_size)  # 4 x 64 slots: the graph above
+    params = SamplingParams(temperature=0, max_new_tokens=15)
+    eos = generate(model, prompts, params, eos_id=None)[0].tokens[3]  # ends row 0 at step 3
+    results = generate(model, prompts, params, eos_id=eos, compile=True)
+    assert results == generate(model, prompts, params, eos_id=eos)
+    assert results[0].finish_reason == "stop" and len(results[0].tokens) == 3
 
 
 # ---------------------------------------------------------------- cleanup and validation

@@ -3,6 +3,7 @@
 from llamaforge.generate.generator import (
     GenerationResult,
     PaddedBatch,
+    cache_bucket,
     chat,
     decode_one_token,
     generate,
@@ -13,6 +14,6 @@ from llamaforge.generate.generator import (
 from llamaforge.generate.sampling import SamplingParams, sample, top_k_filter, top_p_filter
 
 __all__ = [
-    "GenerationResult", "PaddedBatch", "SamplingParams", "chat", "decode_one_token", "generate",
-    "left_pad", "prefill", "sample", "stream", "top_k_filter", "top_p_filter",
+    "GenerationResult", "PaddedBatch", "SamplingParams", "cache_bucket", "chat", "decode_one_token",
+    "generate", "left_pad", "prefill", "sample", "stream", "top_k_filter", "top_p_filter",
 ]
