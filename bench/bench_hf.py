@@ -79,7 +79,7 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
 
         def run(n: int):
             if impl == "llamaforge":
-                from llamaforge.generate import SamplingParams, generate
+                from llamaforge.generation import SamplingParams, generate
 
                 params = SamplingParams(temperature=0.0, max_new_tokens=n)
                 # eos_id=-1: no token ever stops a row, so both sides generate exactly n tokens

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from llamaforge import SIZES, ModelArgs, Transformer
-from llamaforge.generate import (
+from llamaforge.generation import (
     GenerationResult,
     SamplingParams,
     cache_bucket,
@@ -261,7 +261,7 @@ def test_stream_yields_the_tokens_of_generate():
 
 def test_chat_answers_each_dialog_in_the_llama2_format(tiny_tokenizer):
     from llamaforge.chat_format import encode_dialog
-    from llamaforge.generate import chat
+    from llamaforge.generation import chat
 
     torch.manual_seed(0)
     model = Transformer(ModelArgs(**dict(SIZES["debug"], vocab_size=tiny_tokenizer.vocab_size))).eval()

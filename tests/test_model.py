@@ -131,3 +131,13 @@ def test_input_pos_without_cache_is_an_error():
     model = Transformer(ModelArgs(**SIZES["debug"]))
     with pytest.raises(ValueError, match="input_pos"):
         model(torch.zeros(1, 3, dtype=torch.long), torch.arange(3))
+
+
+def test_public_api_names():
+    import llamaforge
+    import llamaforge.generation.sampling as sampling  # the subpackage is not shadowed
+
+    for name in ("ModelArgs", "Transformer", "SIZES", "load_model", "save_model", "Tokenizer",
+                 "chat_format", "generate", "stream", "chat", "SamplingParams"):
+        assert hasattr(llamaforge, name), name
+    assert callable(llamaforge.generate) and sampling.SamplingParams is llamaforge.SamplingParams

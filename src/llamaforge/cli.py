@@ -36,7 +36,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling_params(args: argparse.Namespace):
-    from llamaforge.generate import SamplingParams
+    from llamaforge.generation import SamplingParams
 
     fields = ("max_new_tokens", "temperature", "top_p", "top_k", "seed")
     return SamplingParams(**{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
@@ -131,7 +131,7 @@ def _generate_args(p):
 
 def _generate(args) -> None:
     from llamaforge.chat_format import encode_dialog
-    from llamaforge.generate import generate
+    from llamaforge.generation import generate
 
     model, tokenizer = _load(args)
     params = _sampling_params(args)
@@ -187,7 +187,7 @@ def _chat(args) -> None:
 
 def _stream_answer(model, tokenizer, prompt: list[int], params, compile: bool) -> str:
     """Stream one completion to stdout (the text delta of each new token); return its text."""
-    from llamaforge.generate import stream
+    from llamaforge.generation import stream
 
     out: list[int] = []
     shown = ""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Optional, Sequenc
 
 import torch
 
-from llamaforge.generate.sampling import SamplingParams, sample
+from llamaforge.generation.sampling import SamplingParams, sample
 from llamaforge.model.kv_cache import remove_kv_caches, setup_kv_caches
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Generation: sampling functions and the batched, KV-cached generator (prefill / decode, streaming)."""
 
-from llamaforge.generate.generator import (
+from llamaforge.generation.generator import (
     GenerationResult,
     PaddedBatch,
     cache_bucket,
@@ -11,7 +11,7 @@ from llamaforge.generate.generator import (
     prefill,
     stream,
 )
-from llamaforge.generate.sampling import SamplingParams, sample, top_k_filter, top_p_filter
+from llamaforge.generation.sampling import SamplingParams, sample, top_k_filter, top_p_filter
 
 __all__ = [
     "GenerationResult", "PaddedBatch", "SamplingParams", "cache_bucket", "chat", "decode_one_token",
