@@ -25,7 +25,8 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TASKS = ("decode-b1", "decode-b8", "decode-b1-compiled", "decode-b8-compiled", "train-fp32", "train-bf16")
+TASKS = ("decode-b1", "decode-b8", "decode-b1-compiled", "decode-b8-compiled", "train-fp32", "train-bf16",
+         "train-fp32-compiled", "train-bf16-compiled")
 
 
 def _rss_kib(field: str) -> int:
@@ -106,25 +107,32 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
     x = torch.randint(0, vocab, (a.train_batch, a.seq_len), generator=gen)
     # next-token targets, the last position ignored (what HF's loss does with labels=x)
     y = F.pad(x[:, 1:], (0, 1), value=-100)
-    autocast = task == "train-bf16"
+    autocast = task.startswith("train-bf16")
 
-    def step():
+    def loss_fn(x, y):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             if impl == "llamaforge":
                 # the logits are not kept alive past the loss (as in a training loop)
-                loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
-            else:
-                loss = model(input_ids=x, labels=x).loss
+                return F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
+            return model(input_ids=x, labels=x).loss
+
+    # -compiled: BOTH sides run forward + loss through torch.compile (same inductor defaults)
+    loss_fn = torch.compile(loss_fn) if task.endswith("-compiled") else loss_fn
+
+    def step():
+        loss = loss_fn(x, y)
         loss.backward()
         model.zero_grad(set_to_none=True)
         return loss.item()
 
-    step()  # warm-up (allocations, kernel selection)
+    t0 = time.perf_counter()
+    step()  # warm-up (allocations, kernel selection; compiling for the -compiled tasks)
+    warmup_s = time.perf_counter() - t0
     base = _reset_peak()
     t0 = time.perf_counter()
     losses = [step() for _ in range(a.train_steps)]
     dt = time.perf_counter() - t0
-    return dict(tokens_per_s=a.train_steps * x.numel() / dt, seconds=dt, loss=losses[0],
+    return dict(tokens_per_s=a.train_steps * x.numel() / dt, seconds=dt, loss=losses[0], warmup_s=warmup_s,
                 peak_mib=(_rss_kib("VmHWM") - base) / 1024)
 
 
@@ -201,13 +209,19 @@ def main() -> None:
                     if task.endswith("both"):
                         note += f" (transformers {hf['warmup_s']:.1f} s)"
                 else:
-                    dtype = "bfloat16" if task.endswith("bf16") else "float32"
+                    dtype = "bfloat16" if "bf16" in task else "float32"
                     # per token: 6 FLOPs per matmul weight (fwd + bwd; the embedding lookup is none)
                     # plus attention scores and values, 12 * layers * dim * seq (fwd + bwd)
                     matmul_params = n_params - args.vocab_size * args.dim
                     flops = 6 * matmul_params + 12 * args.n_layers * args.dim * a.seq_len
                     mfu = [x["tokens_per_s"] * flops / (peaks[dtype] * 1e9) for x in (lf, hf)]
                     note = f"loss {lf['loss']:.4f}/{hf['loss']:.4f}, MFU {mfu[0]:.1%}/{mfu[1]:.1%}"
+                    eager = results.get(f"{name}/{task.removesuffix('-compiled')}")
+                    if task.endswith("-compiled"):
+                        note += f"; compile {lf['warmup_s']:.0f}/{hf['warmup_s']:.0f} s"
+                        if eager:
+                            vs = lf["tokens_per_s"] / eager["transformers"]["tokens_per_s"]
+                            note += f"; vs transformers eager {vs:.2f}x"
                 ratio = lf["tokens_per_s"] / hf["tokens_per_s"]
                 print(f"  {task:24s} {lf['tokens_per_s']:11.1f} t/s {hf['tokens_per_s']:11.1f} t/s "
                       f"{ratio:6.2f}x {lf['peak_mib']:9.0f} / {hf['peak_mib']:<9.0f}  {note}", flush=True)
