@@ -64,6 +64,8 @@ def test_unknown_preset_or_missing_dir_is_a_clear_error(tmp_path, capsys):
     assert main(["info", "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "error" in err and "nope" in err and "Traceback" not in err
+    assert main(["info", "--model", "llama3"]) == 2
+    assert "neither a preset (llama2-7b," in capsys.readouterr().err
 
 
 def test_tokenizer_train(tmp_path):

@@ -71,7 +71,12 @@ def _info(args) -> None:
     from llamaforge.model import SIZES, ModelArgs, Transformer
     from llamaforge.model.checkpoint_io import load_args
 
-    model_args = ModelArgs(**SIZES[args.model]) if args.model in SIZES else load_args(args.model)
+    if args.model in SIZES:
+        model_args = ModelArgs(**SIZES[args.model])
+    elif Path(args.model).exists():
+        model_args = load_args(args.model)
+    else:
+        raise ValueError(f"{args.model!r} is neither a preset ({', '.join(SIZES)}) nor a model directory")
     with torch.device("meta"):
         n = sum(p.numel() for p in Transformer(model_args).parameters())
     a = model_args
