@@ -418,3 +418,23 @@ def test_sampling_params_validation(kwargs, field):
 def test_sampling_params_defaults_are_llama2_chat():
     params = SamplingParams()
     assert (params.temperature, params.top_p, params.top_k, params.seed) == (0.6, 0.9, 0, None)
+
+
+def test_compiled_path_falls_back_to_eager_at_the_recompile_limit(monkeypatch):
+    # A process past torch.compile's recompile limit must still answer (eagerly), with a warning.
+    import torch._dynamo.exc
+
+    import llamaforge.generation.generator as generator
+
+    def over_the_limit(*args, **kwargs):
+        raise torch._dynamo.exc.FailOnRecompileLimitHit("recompile limit")
+
+    monkeypatch.setattr(generator, "_compiled_decode_one_token", lambda: over_the_limit)
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**SIZES["debug"]))
+    prompts = [[5, 6, 7], [8, 9]]
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    eager = generate(model, prompts, params, eos_id=None)
+    with pytest.warns(UserWarning, match="recompile limit"):
+        fallback = generate(model, prompts, params, eos_id=None, compile=True)
+    assert [r.tokens for r in fallback] == [r.tokens for r in eager]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Optional, Sequence
 
@@ -137,7 +138,7 @@ def _compiled_decode_one_token():
     max_autotune (its C++ GEMMs need frozen weights) nor from freezing, which would also bake in
     the weights: here parameters stay graph inputs, so a model that trains between calls is decoded
     with its current weights. Past ``_RECOMPILE_LIMIT`` graphs torch raises
-    ``FailOnRecompileLimitHit`` rather than run eager.
+    ``FailOnRecompileLimitHit``; the loop then warns and decodes that call eagerly.
     """
     options = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
     return torch.compile(decode_one_token, fullgraph=True, dynamic=False, options=options,
@@ -208,7 +209,14 @@ def _loop(model: Transformer, batch: PaddedBatch, params: SamplingParams, stop: 
                     slot = seqlen + step - 1
                     if compile:  # a tensor: a Python int would be baked into the graph
                         slot = torch.tensor(slot, device=device)
-                    logits = decode(model, tokens, slot, batch)
+                    try:
+                        logits = decode(model, tokens, slot, batch)
+                    except torch._dynamo.exc.FailOnRecompileLimitHit:
+                        # too many (batch size, bucket) graphs in this process: finish eagerly
+                        warnings.warn(f"generate: torch.compile's recompile limit reached; batch {bsz} "
+                                      f"x {batch.slots.numel()} slots decodes eagerly", stacklevel=2)
+                        decode, compile = decode_one_token, False
+                        logits = decode(model, tokens, int(slot), batch)
                 tokens = sample(logits, params, generator)
                 hit = torch.isin(tokens, stop)
                 live = ~(done | hit)
