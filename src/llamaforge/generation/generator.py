@@ -272,12 +272,16 @@ def generate(model: Transformer, prompts: Sequence[Sequence[int]], params: Sampl
         ValueError: no prompts, an empty prompt or an out-of-vocabulary id (naming the row), or
             longest prompt + max_new_tokens > model.args.max_seq_len.
     """
-    all_tokens, all_live = [], []
-    for tokens, live in _start(model, prompts, params, eos_id, stop_ids, pad_id, compile):
-        all_tokens.append(tokens)
-        all_live.append(live)
-    ids = torch.stack(all_tokens, dim=1).tolist()  # [B, steps], one transfer at the end
-    counts = torch.stack(all_live, dim=1).sum(dim=1).tolist()  # [B]
+    steps = _start(model, prompts, params, eos_id, stop_ids, pad_id, compile)
+    device = model.tok_embeddings.weight.device
+    # Preallocated: a list of per-step tensors would pin small blocks across the heap between
+    # each step's freed logits, and the process's peak memory would grow with every step.
+    out = torch.empty(len(prompts), params.max_new_tokens, dtype=torch.long, device=device)
+    counts = torch.zeros(len(prompts), dtype=torch.long, device=device)
+    for step, (tokens, live) in enumerate(steps):
+        out[:, step] = tokens
+        counts += live
+    ids, counts = out.tolist(), counts.tolist()  # [B, max_new_tokens], [B]: one transfer at the end
     # live is True on a prefix of the steps (a row stays done), so a row's output is its first
     # counts[b] tokens; a row that hit a stop id has fewer than max_new_tokens of them.
     return [GenerationResult(row[:n], "length" if n == params.max_new_tokens else "stop")
