@@ -112,8 +112,8 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
     def loss_fn(x, y):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             if impl == "llamaforge":
-                # the logits are not kept alive past the loss (as in a training loop)
-                return F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
+                # the training loops' loss: computed inside forward, one logits buffer
+                return model(x, targets=y)
             return model(input_ids=x, labels=x).loss
 
     # -compiled: BOTH sides run forward + loss through torch.compile (same inductor defaults)

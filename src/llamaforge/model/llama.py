@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llamaforge.model.cross_entropy import linear_cross_entropy
+
 
 @dataclass
 class ModelArgs:
@@ -211,8 +213,10 @@ class Transformer(nn.Module):
         pos_ids: Optional[torch.Tensor] = None,
         mask: Optional[torch.Tensor] = None,
         last_n: Optional[int] = None,
+        targets: Optional[torch.Tensor] = None,
+        loss_reduction: str = "mean",
     ) -> torch.Tensor:
-        """Logits for every (or the last ``last_n``) position.
+        """Logits for every (or the last ``last_n``) position, or with ``targets`` the LM loss.
 
         Args:
             tokens: LongTensor [B, T].
@@ -223,8 +227,13 @@ class Transformer(nn.Module):
             mask: BoolTensor broadcastable to [B, 1, T, S], True where a query may attend to a key
                 (S = T without a cache, the cache length with one). Default: causal.
             last_n: compute the output head only on the last n positions (prefill, scoring).
+            targets: LongTensor [B, T], the next token of each position, -100 where no loss. The
+                loss is computed here (so FSDP's unsharded head is used inside forward) by
+                ``linear_cross_entropy``, which never materialises the fp32 [B, T, vocab] temporaries.
+            loss_reduction: "mean" over the non-ignored targets, or "sum".
         Returns:
-            FloatTensor [B, T or last_n, vocab_size] (fp32 whatever the compute dtype).
+            FloatTensor [B, T or last_n, vocab_size] (fp32 whatever the compute dtype); with
+            ``targets``, the fp32 scalar loss.
         """
         bsz, seqlen = tokens.shape
         cache = self.layers[0].attention.kv_cache if len(self.layers) else None
@@ -242,4 +251,8 @@ class Transformer(nn.Module):
             h = layer(h, cos, sin, mask, input_pos)
         if last_n is not None:
             h = h[:, -last_n:]
-        return self.output(self.norm(h)).float()
+        h = self.norm(h)
+        if targets is not None:
+            return linear_cross_entropy(h.flatten(0, 1), self.output.weight, targets.flatten(),
+                                        reduction=loss_reduction)  # [B*T, dim] x [vocab, dim]
+        return self.output(h).float()
