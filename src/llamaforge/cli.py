@@ -227,12 +227,90 @@ def _tokenizer(args) -> None:
     print(f"wrote {args.out}/tokenizer.model (vocab {tok.vocab_size})")
 
 
+# ---- data / world --------------------------------------------------------------------------------
+
+def _data_args(p):
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = sub.add_parser("prepare", help="tokenize text into memory-mapped token shards for pretraining",
+                       description="Tokenize plain text (.txt: documents separated by blank lines), JSONL, "
+                                   "parquet or `datasets.load_from_disk` dirs into token shards with BOS/EOS "
+                                   "between documents, a held-out validation split and a manifest with checksums.")
+    t.add_argument("--input", nargs="+", required=True, help="files or directories of them")
+    t.add_argument("--tokenizer", required=True, help="tokenizer.model (or a dir holding one)")
+    t.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
+    t.add_argument("--text-field", default=None, help="JSONL key / parquet column of the text (default text)")
+    t.add_argument("--val-fraction", type=float, default=None, help="share of documents held out (default 0.01)")
+    t.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
+    t.add_argument("--skip-bad-lines", action="store_true",
+                   help="skip (and count) malformed JSONL lines instead of stopping at the first one")
+
+
+def _data(args) -> None:
+    from llamaforge.data.pretrain import prepare
+
+    kwargs = {k: v for k, v in (("text_field", args.text_field), ("val_fraction", args.val_fraction),
+                                ("num_workers", args.workers)) if v is not None}
+    manifest = prepare(args.input, args.tokenizer, args.out, skip_bad_lines=args.skip_bad_lines, **kwargs)
+    splits = manifest["splits"]
+    print(f"wrote {args.out}: " + ", ".join(f"{name} {s['tokens']:,} tokens in {len(s['shards'])} shard(s)"
+                                            for name, s in splits.items()))
+
+
+def _world_args(p):
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = sub.add_parser("corpus", help="write the built-in world's pretraining text",
+                       description="Write seeded English documents about the built-in synthetic world "
+                                   "(facts, relations, arithmetic, lists, stories), one blank line between documents.")
+    t.add_argument("--out", required=True, help="text file to write")
+    t.add_argument("--docs", type=int, default=20000, help="number of documents (default 20000)")
+    t.add_argument("--seed", type=int, default=0, help="text seed (default 0)")
+    t.add_argument("--world-seed", type=int, default=0, help="seed of the world's entities and facts (default 0)")
+
+
+def _world(args) -> None:
+    from llamaforge.world.corpus import write_corpus
+
+    path = write_corpus(args.out, args.docs, seed=args.seed, world_seed=args.world_seed)
+    print(f"wrote {path} ({args.docs} documents, {Path(path).stat().st_size / 2**20:.1f} MiB)")
+
+
+# ---- training stages (config file + --section.key=value overrides) ------------------------------
+
+def _stage_args(p, example: str):
+    p.add_argument("--config", default=None, help=f"TOML config (e.g. {example}); keys map 1:1 to the stage's dataclass")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in out_dir")
+    p.epilog = ("Any config key can be overridden after the flags: --section.key=value (e.g. --train.steps=200 "
+                "--optim.lr=1e-3 --out_dir=runs/x). Unknown keys are errors. torchrun --nproc_per_node N "
+                "llamaforge ... runs the same loop on N ranks (FSDP2).")
+
+
+def _pretrain(args) -> None:
+    from llamaforge.config import load_config
+    from llamaforge.train.pretrain import PretrainConfig, main
+
+    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
+    summary = main(load_config(PretrainConfig, args.config, overrides))
+    if "model_dir" in summary:
+        print(f"final loss {summary['loss']:.4f}" + (f", validation loss {summary['val_loss']:.4f}"
+              if summary.get("val_loss") is not None else ""))
+        print(f"model dir: {summary['model_dir']}")
+        print(f"loss curve: {summary.get('loss_png')}")
+        print(f"metrics: {summary['run_dir']}/metrics.jsonl")
+
+
+# commands whose extra --section.key=value arguments are config overrides
+CONFIG_COMMANDS = {"pretrain"}
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
     "convert": ("convert between HF and Meta checkpoint formats", _convert_args, _convert),
     "generate": ("complete prompts with a model (streams a single prompt)", _generate_args, _generate),
     "chat": ("interactive chat in the Llama 2 format (also reads piped stdin)", _chat_args, _chat),
     "tokenizer": ("tokenizer tools (train)", _tokenizer_args, _tokenizer),
+    "world": ("the built-in synthetic world (corpus)", _world_args, _world),
+    "data": ("data tools (prepare pretraining token shards)", _data_args, _data),
+    "pretrain": ("pretrain a model on token shards (AdamW, cosine, FSDP2 under torchrun)",
+                 lambda p: _stage_args(p, "configs/pretrain/tiny.toml"), _pretrain),
 }
 
 
@@ -247,11 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _training_error() -> type:
+    from llamaforge.train.common import TrainingError
+
+    return TrainingError
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in CONFIG_COMMANDS:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     try:
         COMMANDS[args.command][2](args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, _training_error()) as e:
         print(f"llamaforge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -191,19 +191,27 @@ class Transformer(nn.Module):
         if not any(p.is_meta for p in self.parameters()):
             self.init_weights()
 
+    def init_std(self, name: str, std: float = 0.02) -> Optional[float]:
+        """The init of parameter ``name`` (our choice; the paper is silent): N(0, std) for
+        embeddings and projections, std / sqrt(2 * n_layers) for the projections that write into
+        the residual stream (wo, w2, as in GPT-2); None for the norm gains, which start at one."""
+        if name.endswith("norm.weight"):
+            return None
+        if name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
+            return std / math.sqrt(2 * self.args.n_layers)
+        return std
+
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
-        """Explicit init (our choice; the paper is silent): N(0, std) for embeddings and
-        projections, std / sqrt(2 * n_layers) for the projections that write into the residual
-        stream (wo, w2, as in GPT-2), ones for the norms. Call after ``to_empty`` on a meta build."""
-        residual_std = std / math.sqrt(2 * self.args.n_layers)
+        """Initialise every parameter by ``init_std`` from the global RNG. Call after ``to_empty``
+        on a meta build (the training loops use ``train.common.init_params``, seeded per parameter
+        so that any sharding gives the same weights)."""
         for name, p in self.named_parameters():
-            if name.endswith("norm.weight"):
+            p_std = self.init_std(name, std)
+            if p_std is None:
                 nn.init.ones_(p)
-            elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
-                nn.init.normal_(p, mean=0.0, std=residual_std)
             else:
-                nn.init.normal_(p, mean=0.0, std=std)
+                nn.init.normal_(p, mean=0.0, std=p_std)
 
     def forward(
         self,

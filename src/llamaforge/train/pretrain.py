@@ -1,0 +1,319 @@
+"""Pretraining (RECIPE.md, "Pretraining"; paper sec. 2.2): next-token loss on packed token shards.
+
+``llamaforge pretrain --config configs/pretrain/tiny.toml [--section.key=value ...] [--resume]``.
+One loop for 1 process or N torchrun ranks (FSDP2): each optimizer step reads one global batch of
+``train.global_batch_tokens`` tokens, as ``micro_batch_size``-sequence micro-batches spread over
+ranks and gradient-accumulation steps. Which sequences a step reads depends only on the step, so a
+2-rank run sees the same batches as a 1-rank run, and a resumed run the same as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from llamaforge.config import to_toml
+from llamaforge.data.pretrain import PretrainData
+from llamaforge.model import ModelArgs, Transformer
+from llamaforge.model.sizes import preset
+from llamaforge.parallel import (Dist, all_reduce_max, all_reduce_mean, barrier, full_state_dict,
+                                 init_distributed, parallelize)
+from llamaforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from llamaforge.train.common import (OptimConfig, TrainingError, build_optimizer, clip_grad_norm, flops_per_token,
+                                     init_params, lr_at, measure_matmul_peak, set_lr)
+from llamaforge.train.metrics import MetricsLogger, plot_curves
+
+__all__ = ["PretrainConfig", "main"]
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "debug"  # a name from llamaforge.SIZES; vocab_size comes from the data's tokenizer
+    init_from: Optional[str] = None  # continue pretraining a model dir (its architecture wins)
+    max_seq_len: Optional[int] = None  # override the preset's context length
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/pretrain"  # a directory written by `llamaforge data prepare`
+    seq_len: int = 256
+    seed: int = 0  # shuffling seed of the training sequences
+    verify: bool = False  # check every shard's sha256 before training
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100  # optimizer updates
+    global_batch_tokens: int = 16384  # Llama 2: 4M; must be micro_batch_size * seq_len * ranks * k
+    micro_batch_size: int = 8  # sequences per rank per forward/backward
+    precision: str = "bf16"  # "bf16" (autocast, fp32 master weights) or "fp32"
+    compile: bool = False  # torch.compile each block
+    activation_checkpointing: bool = False
+    seed: int = 0  # weight init
+    device: Optional[str] = None  # default: cuda if available, else cpu
+    max_bad_steps: int = 5  # consecutive non-finite steps (skipped) before the run stops
+
+
+@dataclass
+class EvalConfig:
+    every: int = 100  # steps between validation passes (0: only at the end)
+    sequences: int = 64  # validation sequences per pass
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 100  # steps between checkpoints (one is also written at the end and on SIGTERM/SIGINT)
+    keep: int = 2  # newest complete checkpoints kept
+
+
+@dataclass
+class LogConfig:
+    every: int = 10  # steps between metrics rows (the first and last steps are always logged)
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    out_dir: str = "runs/pretrain"
+    resume: bool = False  # continue from the newest complete checkpoint in out_dir
+    tokenizer: Optional[str] = None  # default: the tokenizer recorded in the data's manifest
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _model_args(cfg: PretrainConfig, vocab_size: int) -> ModelArgs:
+    if cfg.model.init_from:
+        from llamaforge.model.checkpoint_io import load_args
+
+        args = load_args(cfg.model.init_from)
+    else:
+        args = ModelArgs(**{**preset(cfg.model.preset), "vocab_size": vocab_size})
+    if cfg.model.max_seq_len:
+        args = ModelArgs(**{**vars(args), "max_seq_len": cfg.model.max_seq_len})
+    if vocab_size > args.vocab_size:
+        raise ValueError(f"the data's tokenizer has {vocab_size} ids but the model's vocab_size is {args.vocab_size}")
+    if cfg.data.seq_len > args.max_seq_len:
+        raise ValueError(f"data.seq_len={cfg.data.seq_len} is beyond the model's context "
+                         f"(max_seq_len={args.max_seq_len}); lower it or set model.max_seq_len")
+    return args
+
+
+def _build_model(cfg: PretrainConfig, args: ModelArgs, d: Dist) -> Transformer:
+    """Built on the meta device, parallelized, then materialised and initialised (or loaded)."""
+    with torch.device("meta"):
+        model = Transformer(args)
+    param_dtype = torch.bfloat16 if cfg.train.precision == "bf16" and d.device.type == "cuda" else None
+    parallelize(model, d, activation_checkpointing=cfg.train.activation_checkpointing,
+                compile=cfg.train.compile, param_dtype=param_dtype)
+    model.to_empty(device=d.device)
+    if cfg.model.init_from:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        from llamaforge.model.checkpoint_io import load_model
+
+        weights = load_model(cfg.model.init_from, dtype=torch.float32).state_dict()
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+    else:
+        init_params(model, cfg.train.seed)
+    return model.train()
+
+
+def _batch_geometry(cfg: PretrainConfig, d: Dist) -> int:
+    """Gradient-accumulation steps per optimizer update."""
+    per_micro = cfg.train.micro_batch_size * cfg.data.seq_len * d.world_size
+    accum, rest = divmod(cfg.train.global_batch_tokens, per_micro)
+    if accum < 1 or rest:
+        raise ValueError(f"train.global_batch_tokens={cfg.train.global_batch_tokens} must be a positive multiple "
+                         f"of train.micro_batch_size * data.seq_len * ranks = {cfg.train.micro_batch_size} * "
+                         f"{cfg.data.seq_len} * {d.world_size} = {per_micro}")
+    return accum
+
+
+@torch.no_grad()
+def evaluate(model: Transformer, data: PretrainData, n: int, micro: int, autocast, d: Dist) -> float:
+    """Mean next-token loss (nats) over the first ``n`` validation sequences, split over ranks."""
+    total = torch.zeros(2, device=d.device)  # [loss sum, token count]
+    per_rank = -(-n // d.world_size)
+    first, end = d.rank * per_rank, min(n, (d.rank + 1) * per_rank)  # this rank's sequences
+    for i in range(first, first + per_rank, micro):  # the same number of forwards on every rank (FSDP)
+        count = max(0, min(micro, end - i))
+        x, y = data.get(i if count else 0, max(count, 1))
+        with autocast:
+            loss = model(x.to(d.device), targets=y.to(d.device), loss_reduction="sum")
+        if count:
+            total += torch.stack([loss.float(), torch.tensor(float(y.numel()), device=d.device)])
+    total = all_reduce_mean(total, d)
+    return float(total[0] / total[1])
+
+
+def main(cfg: PretrainConfig) -> dict:
+    """Run (or resume) a pretraining run; return a summary (final losses, paths)."""
+    d = init_distributed(cfg.train.device)
+    run_dir = Path(cfg.out_dir)
+    ckpt_root = run_dir / "checkpoints"
+    if cfg.train.precision not in ("bf16", "fp32"):
+        raise ValueError(f"train.precision must be 'bf16' or 'fp32', got {cfg.train.precision!r}")
+    has_ckpt = ckpt_root.is_dir() and any(ckpt_root.iterdir())
+    if has_ckpt and not cfg.resume:
+        raise ValueError(f"{run_dir} already holds checkpoints: pass --resume to continue it, or choose "
+                         f"another out_dir (nothing was changed)")
+
+    # 1. data and model
+    data = PretrainData(cfg.data.path, "train", seq_len=cfg.data.seq_len, seed=cfg.data.seed, verify=cfg.data.verify)
+    manifest = json.loads((Path(cfg.data.path) / "manifest.json").read_text())
+    val = None
+    if manifest.get("splits", {}).get("val", {}).get("tokens", 0) > cfg.data.seq_len:
+        val = PretrainData(cfg.data.path, "val", seq_len=cfg.data.seq_len, shuffle=False)
+    args = _model_args(cfg, manifest["tokenizer"]["vocab_size"])
+    accum = _batch_geometry(cfg, d)
+    model = _build_model(cfg, args, d)
+    optimizer = build_optimizer(model, cfg.optim)
+    B, world = cfg.train.micro_batch_size, d.world_size
+    global_seqs = B * world * accum
+
+    # 2. resume: the newest complete checkpoint (damaged ones are skipped with a warning)
+    step, consumed, skipped_total = 0, 0, 0
+    ckpt = latest_checkpoint(ckpt_root, d) if cfg.resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer, d)
+        step, consumed, skipped_total = state["step"], state["consumed_sequences"], state["skipped_steps"]
+        if d.is_main:
+            print(f"resumed from {ckpt} (step {step})", file=sys.stderr)
+    elif cfg.resume and d.is_main:
+        print(f"--resume: no complete checkpoint in {ckpt_root}; starting from step 0", file=sys.stderr)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(to_toml(cfg))
+    logger = MetricsLogger(run_dir, resume_step=step if ckpt else None, tensorboard=cfg.log.tensorboard) \
+        if d.is_main else None
+
+    # 3. throughput accounting: MFU against the measured matmul peak of all ranks' devices
+    compute_dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
+    peak = float(all_reduce_mean(torch.tensor(measure_matmul_peak(d.device, compute_dtype)), d)) * world
+    flops_tok = flops_per_token(args, cfg.data.seq_len)
+    autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if compute_dtype == torch.bfloat16 \
+        else nullcontext()
+
+    # 4. SIGTERM / SIGINT: finish the step, checkpoint, exit (ranks agree on the flag every step)
+    stop = {"signal": 0}
+
+    def _on_signal(signum, frame):
+        stop["signal"] = signum
+
+    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    bar = None
+    if d.is_main and cfg.log.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.train.steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
+    bad_in_row, val_loss, loss_value = 0, None, float("nan")
+
+    def _checkpoint(at: int) -> None:
+        save_checkpoint(ckpt_root, at, model, optimizer, {"step": at, "consumed_sequences": consumed,
+                        "skipped_steps": skipped_total}, d, keep=cfg.checkpoint.keep)
+
+    try:
+        while step < cfg.train.steps:
+            # 5. one optimizer update over the global batch: sequences consumed .. consumed + global_seqs
+            t0 = time.perf_counter()
+            set_lr(optimizer, lr_at(step, cfg.optim, cfg.train.steps))
+            loss_sum = torch.zeros((), device=d.device)
+            for m in range(accum):
+                x, y = data.get(consumed + (m * world + d.rank) * B, B)  # [B, T] each
+                if world > 1:
+                    model.set_requires_gradient_sync(m == accum - 1)  # reduce-scatter once per update
+                with autocast:
+                    loss = model(x.to(d.device), targets=y.to(d.device))
+                (loss / accum).backward()
+                loss_sum += loss.detach()
+            consumed += global_seqs
+            loss_value = float(all_reduce_mean(loss_sum / accum, d))
+            grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
+            if math.isfinite(loss_value) and math.isfinite(grad_norm):
+                optimizer.step()
+                bad_in_row = 0
+            else:  # 6. never let a non-finite loss or gradient reach the weights
+                bad_in_row += 1
+                skipped_total += 1
+                if d.is_main:
+                    warnings.warn(f"step {step}: non-finite loss {loss_value} / grad norm {grad_norm}: step "
+                                  f"skipped ({bad_in_row} in a row, {skipped_total} in this run)", stacklevel=1)
+                if bad_in_row >= cfg.train.max_bad_steps:
+                    raise TrainingError(f"{bad_in_row} non-finite steps in a row (train.max_bad_steps); stopping. "
+                                       f"The last complete checkpoint in {ckpt_root} holds finite weights; "
+                                       f"lower optim.lr or check the data, then --resume")
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            tok_s = global_seqs * cfg.data.seq_len / dt
+
+            # 7. validation, metrics, checkpoints
+            last = step == cfg.train.steps
+            row = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                   "tokens_per_s": tok_s, "mfu": flops_tok * tok_s / peak,
+                   "tokens": consumed * cfg.data.seq_len, "skipped_steps": skipped_total}
+            if val is not None and ((cfg.eval.every and step % cfg.eval.every == 0) or last):
+                n = min(cfg.eval.sequences, val.num_sequences)
+                val_loss = evaluate(model, val, n, B, autocast, d)
+                row.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
+            if logger and (step % cfg.log.every == 0 or step == 1 or last or "val_loss" in row):
+                logger.log(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{row['mfu']:.1%}")
+            stopping = all_reduce_max(stop["signal"], d) > 0
+            if last or stopping or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
+                _checkpoint(step)
+            if stopping:
+                if d.is_main:
+                    print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.",
+                          file=sys.stderr)
+                return {"step": step, "stopped": True, "run_dir": str(run_dir)}
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        if bar is not None:
+            bar.close()
+        if logger is not None:
+            logger.close()
+
+    # 8. the consolidated model dir (HF-compatible) and the loss curve
+    summary = {"step": step, "loss": loss_value, "val_loss": val_loss, "run_dir": str(run_dir)}
+    weights = full_state_dict(model, d)
+    if d.is_main:
+        summary["model_dir"] = str(_export(weights, args, cfg, manifest, run_dir / "model"))
+        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"pretrain {run_dir.name}")
+        summary["loss_png"] = str(png) if png else None
+    barrier(d)
+    return summary
+
+
+def _export(weights: dict, args: ModelArgs, cfg: PretrainConfig, manifest: dict, out: Path) -> Path:
+    from llamaforge.model.checkpoint_io import save_model
+    from llamaforge.tokenizer import Tokenizer
+
+    with torch.device("meta"):
+        model = Transformer(args)
+    model.load_state_dict(weights, assign=True, strict=True)
+    tok_path = cfg.tokenizer or manifest.get("tokenizer", {}).get("path")
+    tokenizer = Tokenizer(tok_path) if tok_path and Path(tok_path).exists() else None
+    if tokenizer is None:
+        warnings.warn(f"tokenizer {tok_path} not found: {out} is written without tokenizer.model", stacklevel=2)
+    save_model(model, out, tokenizer=tokenizer)
+    return out
