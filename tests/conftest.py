@@ -66,3 +66,16 @@ def hf_tokenizer(tiny_tokenizer_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def world_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pretraining token shards of the built-in world corpus (3000 documents, a 512-piece tokenizer)."""
+    from llamaforge.data.pretrain import prepare
+    from llamaforge.world.corpus import write_corpus
+
+    root = tmp_path_factory.mktemp("world_data")
+    corpus = write_corpus(root / "corpus.txt", 3000, seed=0)
+    train_tokenizer([corpus], 512, root / "tok", num_threads=1)
+    prepare([corpus], root / "tok", root / "data", num_workers=1, progress=False)
+    return root / "data"

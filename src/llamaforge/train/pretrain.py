@@ -252,7 +252,7 @@ def main(cfg: PretrainConfig) -> dict:
                 bad_in_row += 1
                 skipped_total += 1
                 if d.is_main:
-                    warnings.warn(f"step {step}: non-finite loss {loss_value} / grad norm {grad_norm}: step "
+                    warnings.warn(f"step {step + 1}: non-finite loss {loss_value} / grad norm {grad_norm}: step "
                                   f"skipped ({bad_in_row} in a row, {skipped_total} in this run)", stacklevel=1)
                 if bad_in_row >= cfg.train.max_bad_steps:
                     raise TrainingError(f"{bad_in_row} non-finite steps in a row (train.max_bad_steps); stopping. "
