@@ -20,8 +20,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	@echo "make demo arrives with the pretraining stage (issue 3); until then try:"
-	@echo "  $(BIN)/llamaforge info --model llama2-7b"
+	HF_HUB_OFFLINE=1 $(BIN)/llamaforge demo
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_hf.py

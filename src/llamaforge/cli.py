@@ -298,8 +298,24 @@ def _pretrain(args) -> None:
         print(f"metrics: {summary['run_dir']}/metrics.jsonl")
 
 
+def _demo_args(p):
+    p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: configs/pretrain/tiny.toml's)")
+    p.add_argument("--docs", type=int, default=60000, help="world-corpus documents (default 60000, ~2.7M tokens)")
+    p.add_argument("--vocab-size", type=int, default=1536, help="tokenizer vocabulary (default 1536)")
+    p.add_argument("--fresh", action="store_true", help="delete --out first (default: reuse finished stages, resume)")
+    p.epilog = "Extra --section.key=value flags override the pretraining config (e.g. --train.precision=fp32)."
+
+
+def _demo(args) -> None:
+    from llamaforge.demo import main
+
+    main(args.out, docs=args.docs, vocab_size=args.vocab_size, steps=args.steps, fresh=args.fresh,
+         overrides=list(args.overrides))
+
+
 # commands whose extra --section.key=value arguments are config overrides
-CONFIG_COMMANDS = {"pretrain"}
+CONFIG_COMMANDS = {"pretrain", "demo"}
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
@@ -309,6 +325,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "tokenizer": ("tokenizer tools (train)", _tokenizer_args, _tokenizer),
     "world": ("the built-in synthetic world (corpus)", _world_args, _world),
     "data": ("data tools (prepare pretraining token shards)", _data_args, _data),
+    "demo": ("the recipe on the built-in world on a CPU: corpus, tokenizer, pretraining, report",
+             _demo_args, _demo),
     "pretrain": ("pretrain a model on token shards (AdamW, cosine, FSDP2 under torchrun)",
                  lambda p: _stage_args(p, "configs/pretrain/tiny.toml"), _pretrain),
 }

@@ -30,6 +30,8 @@ SIZES: dict[str, dict] = {
     # The benchmark configs of the foundation issue (llama2.c's 15M and a ~110M model).
     "bench-15m": dict(dim=288, n_layers=6, n_heads=6, vocab_size=32000, multiple_of=32, max_seq_len=1024),
     "bench-110m": dict(dim=768, n_layers=12, n_heads=12, vocab_size=32000, multiple_of=32, max_seq_len=1024),
+    # The GPU pretraining benchmark's ~1B model (0.95B parameters; bench/gpu_pretrain.sh).
+    "bench-1b": dict(dim=2048, n_layers=16, n_heads=16, vocab_size=32000, multiple_of=256, max_seq_len=2048),
 }
 
 
