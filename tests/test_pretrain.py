@@ -89,6 +89,30 @@ def test_exact_resume_after_sigkill(world_data_dir, tmp_path):
     assert _losses(run) == reference  # bitwise, step for step (CPU, fp32)
 
 
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step_and_resume_matches(world_data_dir, tmp_path):
+    steps = ["--train.steps=150", "--checkpoint.every=1000", "--eval.every=0"]
+    run = tmp_path / "run"
+    args = [*CLI, "pretrain", "--config", str(DEBUG), f"--data.path={world_data_dir}", f"--out_dir={run}",
+            "--log.progress=false", *steps]
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(read_metrics(run / "metrics.jsonl")) < 5 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by signal" in err
+    (ckpt,) = (run / "checkpoints").iterdir()  # written at the step the signal arrived, not at 1000
+    stopped_at = int(ckpt.name.split("_")[1])
+    assert 5 <= stopped_at < 150 and len(_losses(run)) == stopped_at
+
+    out = subprocess.run([*args, "--resume"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    pretrain.main(_cfg(world_data_dir, tmp_path / "ref", *steps))
+    assert _losses(run) == _losses(tmp_path / "ref")
+
+
 def test_damaged_checkpoint_is_skipped_for_the_previous_one(world_data_dir, tmp_path):
     steps = ["--train.steps=12", "--checkpoint.every=6", "--checkpoint.keep=3"]
     pretrain.main(_cfg(world_data_dir, tmp_path / "run", *steps))
@@ -143,6 +167,18 @@ def _torchrun(nproc, *args):
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_and_compile_keep_the_losses(world_data_dir, tmp_path):
+    pretrain.main(_cfg(world_data_dir, tmp_path / "plain", "--train.steps=3"))
+    pretrain.main(_cfg(world_data_dir, tmp_path / "ac", "--train.steps=3", "--train.activation_checkpointing=true"))
+    pretrain.main(_cfg(world_data_dir, tmp_path / "both", "--train.steps=3", "--train.activation_checkpointing=true",
+                       "--train.compile=true"))
+    plain = torch.tensor(_losses(tmp_path / "plain"))
+    assert torch.equal(torch.tensor(_losses(tmp_path / "ac")), plain)  # recomputation is the same arithmetic
+    torch.testing.assert_close(torch.tensor(_losses(tmp_path / "both")), plain, rtol=1e-4, atol=1e-4)  # fused kernels round differently
+    assert load_model(tmp_path / "both" / "model").layers[0].attention.wq.weight.shape == (64, 64)  # clean names
 
 
 @pytest.mark.slow

@@ -284,12 +284,14 @@ def _stage_args(p, example: str):
                 "llamaforge ... runs the same loop on N ranks (FSDP2).")
 
 
-def _pretrain(args) -> None:
+def _pretrain(args) -> int | None:
     from llamaforge.config import load_config
     from llamaforge.train.pretrain import PretrainConfig, main
 
     overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
     summary = main(load_config(PretrainConfig, args.config, overrides))
+    if summary.get("stopped"):
+        return 128 + summary["stopped"]  # the shell's code for "ended by this signal"
     if "model_dir" in summary:
         print(f"final loss {summary['loss']:.4f}" + (f", validation loss {summary['val_loss']:.4f}"
               if summary.get("val_loss") is not None else ""))
@@ -307,11 +309,12 @@ def _demo_args(p):
     p.epilog = "Extra --section.key=value flags override the pretraining config (e.g. --train.precision=fp32)."
 
 
-def _demo(args) -> None:
+def _demo(args) -> int | None:
     from llamaforge.demo import main
 
-    main(args.out, docs=args.docs, vocab_size=args.vocab_size, steps=args.steps, fresh=args.fresh,
+    summary = main(args.out, docs=args.docs, vocab_size=args.vocab_size, steps=args.steps, fresh=args.fresh,
          overrides=list(args.overrides))
+    return 128 + summary["stopped"] if summary.get("stopped") else None
 
 
 # commands whose extra --section.key=value arguments are config overrides
@@ -356,13 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     try:
-        COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
     except (ValueError, FileNotFoundError, NotADirectoryError, _training_error()) as e:
         print(f"llamaforge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -277,14 +277,14 @@ def main(cfg: PretrainConfig) -> dict:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{row['mfu']:.1%}")
-            stopping = all_reduce_max(stop["signal"], d) > 0
+            stopping = int(all_reduce_max(stop["signal"], d))
             if last or stopping or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
                 _checkpoint(step)
             if stopping:
                 if d.is_main:
                     print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.",
                           file=sys.stderr)
-                return {"step": step, "stopped": True, "run_dir": str(run_dir)}
+                return {"step": step, "stopped": stopping, "run_dir": str(run_dir)}
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
