@@ -212,3 +212,10 @@ def test_hf_departure_leading_whitespace(hf_tokenizer, tiny_tokenizer: Tokenizer
         "hello"
     )
     assert tiny_tokenizer.encode(" hello") != tiny_tokenizer.encode("hello")
+
+
+def test_encode_batch_equals_encode(tiny_tokenizer):
+    texts = ["Alice has 12 apples.", "", "  two  spaces", "你好"]
+    assert tiny_tokenizer.encode_batch(texts, bos=True, eos=True) == [
+        tiny_tokenizer.encode(t, bos=True, eos=True) for t in texts]
+    assert tiny_tokenizer.encode_batch(texts) == [tiny_tokenizer.encode(t) for t in texts]

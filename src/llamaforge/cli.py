@@ -260,7 +260,7 @@ def _world_args(p):
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     t = sub.add_parser("corpus", help="write the built-in world's pretraining text",
                        description="Write seeded English documents about the built-in synthetic world "
-                                   "(facts, relations, arithmetic, lists, stories), one blank line between documents.")
+                                   "(facts, relations, arithmetic, lists, stories, everyday knowledge), one blank line between documents.")
     t.add_argument("--out", required=True, help="text file to write")
     t.add_argument("--docs", type=int, default=20000, help="number of documents (default 20000)")
     t.add_argument("--seed", type=int, default=0, help="text seed (default 0)")

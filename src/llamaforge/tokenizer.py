@@ -84,6 +84,15 @@ class Tokenizer:
             ids = [*ids, self._special_id("eos", self.eos_id)]
         return ids
 
+    def encode_batch(self, texts: Sequence[str], bos: bool = False, eos: bool = False,
+                     num_threads: int = 1) -> list[list[int]]:
+        """``[encode(t, bos, eos) for t in texts]`` in one SentencePiece C++ call (data pipelines)."""
+        if bos:
+            self._special_id("bos", self.bos_id)
+        if eos:
+            self._special_id("eos", self.eos_id)
+        return self._sp.EncodeAsIds(list(texts), add_bos=bos, add_eos=eos, num_threads=num_threads)
+
     def decode(self, ids: Iterable[int]) -> str:
         """Decode ids to text; control ids (BOS, EOS, pad) are skipped.
 
