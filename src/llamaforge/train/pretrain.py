@@ -38,7 +38,8 @@ __all__ = ["PretrainConfig", "main"]
 
 @dataclass
 class ModelConfig:
-    preset: str = "debug"  # a name from llamaforge.SIZES; vocab_size comes from the data's tokenizer
+    preset: str = "debug"  # a name from llamaforge.SIZES
+    vocab_size: Optional[int] = None  # default: the data's tokenizer's; larger pads (e.g. 32000)
     init_from: Optional[str] = None  # continue pretraining a model dir (its architecture wins)
     max_seq_len: Optional[int] = None  # override the preset's context length
 
@@ -103,11 +104,12 @@ def _model_args(cfg: PretrainConfig, vocab_size: int) -> ModelArgs:
 
         args = load_args(cfg.model.init_from)
     else:
-        args = ModelArgs(**{**preset(cfg.model.preset), "vocab_size": vocab_size})
+        args = ModelArgs(**{**preset(cfg.model.preset), "vocab_size": cfg.model.vocab_size or vocab_size})
     if cfg.model.max_seq_len:
         args = ModelArgs(**{**vars(args), "max_seq_len": cfg.model.max_seq_len})
     if vocab_size > args.vocab_size:
-        raise ValueError(f"the data's tokenizer has {vocab_size} ids but the model's vocab_size is {args.vocab_size}")
+        raise ValueError(f"the data's tokenizer has {vocab_size} ids but the model's vocab_size is {args.vocab_size} "
+                         f"(model.vocab_size or the init_from model)")
     if cfg.data.seq_len > args.max_seq_len:
         raise ValueError(f"data.seq_len={cfg.data.seq_len} is beyond the model's context "
                          f"(max_seq_len={args.max_seq_len}); lower it or set model.max_seq_len")
@@ -205,7 +207,7 @@ def main(cfg: PretrainConfig) -> dict:
 
     # 3. throughput accounting: MFU against the measured matmul peak of all ranks' devices
     compute_dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
-    peak = float(all_reduce_mean(torch.tensor(measure_matmul_peak(d.device, compute_dtype)), d)) * world
+    peak = float(all_reduce_mean(torch.tensor(measure_matmul_peak(d.device, compute_dtype), device=d.device), d)) * world
     flops_tok = flops_per_token(args, cfg.data.seq_len)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if compute_dtype == torch.bfloat16 \
         else nullcontext()
