@@ -24,6 +24,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_hf.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_data.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -303,8 +303,8 @@ def _pretrain(args) -> int | None:
 def _demo_args(p):
     p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: configs/pretrain/tiny.toml's)")
-    p.add_argument("--docs", type=int, default=60000, help="world-corpus documents (default 60000, ~2.7M tokens)")
-    p.add_argument("--vocab-size", type=int, default=1536, help="tokenizer vocabulary (default 1536)")
+    p.add_argument("--docs", type=int, default=None, help="world-corpus documents (default 60000)")
+    p.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary (default 2048)")
     p.add_argument("--fresh", action="store_true", help="delete --out first (default: reuse finished stages, resume)")
     p.epilog = "Extra --section.key=value flags override the pretraining config (e.g. --train.precision=fp32)."
 
@@ -312,8 +312,8 @@ def _demo_args(p):
 def _demo(args) -> int | None:
     from llamaforge.demo import main
 
-    summary = main(args.out, docs=args.docs, vocab_size=args.vocab_size, steps=args.steps, fresh=args.fresh,
-         overrides=list(args.overrides))
+    sizes = {k: v for k, v in (("docs", args.docs), ("vocab_size", args.vocab_size)) if v is not None}
+    summary = main(args.out, steps=args.steps, fresh=args.fresh, overrides=list(args.overrides), **sizes)
     return 128 + summary["stopped"] if summary.get("stopped") else None
 
 

@@ -25,13 +25,13 @@ def _say(msg: str) -> None:
     print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
 
-def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: int = 1536,
+def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: int = 2048,
          steps: int | None = None, fresh: bool = False, overrides: list[str] | None = None) -> dict:
     """Run the demo chain under ``out_dir``; return the report's figures.
 
     Args:
         docs: world-corpus documents (60000: ~8.6 MiB of text, ~2.7M tokens).
-        vocab_size: tokenizer size (the world's text supports up to ~1700 pieces).
+        vocab_size: tokenizer size (the world's text supports up to ~5500 pieces).
         steps: pretraining steps (default: the tiny config's).
         overrides: more ``--section.key=value`` overrides for the pretraining config.
     """

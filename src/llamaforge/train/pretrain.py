@@ -300,7 +300,7 @@ def main(cfg: PretrainConfig) -> dict:
     weights = full_state_dict(model, d)
     if d.is_main:
         summary["model_dir"] = str(_export(weights, args, cfg, manifest, run_dir / "model"))
-        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"pretrain {run_dir.name}")
+        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"pretraining: {run_dir}")
         summary["loss_png"] = str(png) if png else None
     barrier(d)
     return summary
