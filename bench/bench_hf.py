@@ -23,25 +23,12 @@ import sys
 import tempfile
 import time
 
+from benchutil import reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TASKS = ("decode-b1", "decode-b8", "decode-b1-compiled", "decode-b8-compiled", "train-fp32", "train-bf16",
          "train-fp32-compiled", "train-bf16-compiled")
-
-
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
-def _reset_peak() -> int:
-    """Reset the kernel's peak-RSS counter; return the current RSS (KiB)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _rss_kib("VmRSS")
 
 
 def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
@@ -96,12 +83,12 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         run(a.new_tokens if compiled else 4)
         warmup_s = time.perf_counter() - t0
-        base = _reset_peak()
+        base = reset_peak()
         t0 = time.perf_counter()
         tokens = run(a.new_tokens)
         dt = time.perf_counter() - t0
         return dict(tokens_per_s=batch * a.new_tokens / dt, seconds=dt, tokens=tokens, warmup_s=warmup_s,
-                    peak_mib=(_rss_kib("VmHWM") - base) / 1024)
+                    peak_mib=(rss_kib("VmHWM") - base) / 1024)
 
     model.train()
     x = torch.randint(0, vocab, (a.train_batch, a.seq_len), generator=gen)
@@ -128,12 +115,12 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     step()  # warm-up (allocations, kernel selection; compiling for the -compiled tasks)
     warmup_s = time.perf_counter() - t0
-    base = _reset_peak()
+    base = reset_peak()
     t0 = time.perf_counter()
     losses = [step() for _ in range(a.train_steps)]
     dt = time.perf_counter() - t0
     return dict(tokens_per_s=a.train_steps * x.numel() / dt, seconds=dt, loss=losses[0], warmup_s=warmup_s,
-                peak_mib=(_rss_kib("VmHWM") - base) / 1024)
+                peak_mib=(rss_kib("VmHWM") - base) / 1024)
 
 
 def matmul_peak_gflops(dtype_name: str) -> float:

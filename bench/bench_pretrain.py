@@ -48,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RUNS = (("llamaforge", "eager"), ("transformers", "eager"), ("llamaforge", "compiled"), ("transformers", "compiled"))
@@ -55,21 +57,6 @@ RUNS = (("llamaforge", "eager"), ("transformers", "eager"), ("llamaforge", "comp
 ROWS = (("eager / eager", "eager", "eager"), ("compiled / eager", "compiled", "eager"),
         ("compiled / compiled", "compiled", "compiled"))
 LR_WARMUP = 2  # a short linear LR warm-up, then cosine to 10% (OptimConfig's other defaults)
-
-
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
-def _reset_peak() -> int:
-    """Reset the kernel's peak-RSS counter; return the current RSS (KiB)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _rss_kib("VmRSS")
 
 
 def run_llamaforge(mode: str, precision: str, init: str, data: str, run_dir: str, a: argparse.Namespace) -> dict:
@@ -90,11 +77,11 @@ def run_llamaforge(mode: str, precision: str, init: str, data: str, run_dir: str
     seen, save = {}, pretrain.save_checkpoint
 
     def save_checkpoint(*args, **kwargs):
-        seen.setdefault("hwm", _rss_kib("VmHWM"))
+        seen.setdefault("hwm", rss_kib("VmHWM"))
         return save(*args, **kwargs)
 
     pretrain.save_checkpoint = save_checkpoint
-    base = _reset_peak()
+    base = reset_peak()
     pretrain.main(cfg)
     rows = read_metrics(Path(run_dir) / "metrics.jsonl")
     shutil.rmtree(run_dir)  # its checkpoint and exported model: ~2 GB for bench-110m
@@ -110,7 +97,7 @@ def run_transformers(mode: str, precision: str, init: str, data: str, a: argpars
     from llamaforge.data.pretrain import PretrainData
     from llamaforge.train.common import OptimConfig, lr_at, set_lr
 
-    base = _reset_peak()
+    base = reset_peak()
     model = LlamaForCausalLM.from_pretrained(init, dtype=torch.float32, attn_implementation="sdpa").train()
     ocfg = OptimConfig(warmup_steps=LR_WARMUP)
     params = list(model.parameters())  # the weight-decay groups of build_optimizer: matrices decay, gains not
@@ -134,7 +121,7 @@ def run_transformers(mode: str, precision: str, init: str, data: str, a: argpars
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         tok_s.append(x.numel() / (time.perf_counter() - t0))
-    return dict(losses=losses, tokens_per_s=tok_s, peak_mib=(_rss_kib("VmHWM") - base) / 1024)
+    return dict(losses=losses, tokens_per_s=tok_s, peak_mib=(rss_kib("VmHWM") - base) / 1024)
 
 
 def prepare_data(work: Path, n_docs: int) -> tuple[Path, int]:

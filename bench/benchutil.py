@@ -1,0 +1,17 @@
+"""Helpers the benchmarks share: the kernel's RSS counters of this process (Linux /proc)."""
+
+
+def rss_kib(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def reset_peak() -> int:
+    """Reset the kernel's peak-RSS counter; return the current RSS (KiB)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return rss_kib("VmRSS")
