@@ -143,7 +143,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(world_data_dir, tmp_path
     assert rows[2]["grad_norm"] is None  # NaN is written as null
 
     monkeypatch.setattr(pretrain, "clip_grad_norm", lambda model, max_norm: float("inf"))
-    with pytest.raises(pretrain.TrainingError, match="3 non-finite steps in a row"):
+    with pytest.raises(pretrain.TrainingError, match="3 non-finite steps in a row"), pytest.warns(UserWarning):
         pretrain.main(_cfg(world_data_dir, tmp_path / "run2", "--train.steps=6", "--train.max_bad_steps=3"))
     assert not (tmp_path / "run2" / "model").exists()  # nothing non-finite was exported
 
