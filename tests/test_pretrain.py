@@ -87,6 +87,7 @@ def test_exact_resume_after_sigkill(world_data_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "resumed from" in out.stderr
     assert _losses(run) == reference  # bitwise, step for step (CPU, fp32)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000180", "step_00000200"]  # keep 2
 
 
 @pytest.mark.slow
