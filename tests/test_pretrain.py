@@ -14,7 +14,7 @@ import torch
 
 from llamaforge.config import load_config
 from llamaforge.model.checkpoint_io import load_model
-from llamaforge.train import pretrain
+from llamaforge.train import loop, pretrain
 from llamaforge.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_damaged_checkpoint_is_skipped_for_the_previous_one(world_data_dir, tmp_
 
 
 def test_non_finite_steps_are_skipped_then_stop_the_run(world_data_dir, tmp_path, monkeypatch):
-    real = pretrain.clip_grad_norm
+    real = loop.clip_grad_norm
     calls = {"n": 0}
 
     def flaky(model, max_norm):  # gradient norm is NaN at updates 3 and 4 (1-based)
@@ -136,15 +136,15 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(world_data_dir, tmp_path
         norm = real(model, max_norm)
         return float("nan") if calls["n"] in (3, 4) else norm
 
-    monkeypatch.setattr(pretrain, "clip_grad_norm", flaky)
+    monkeypatch.setattr(loop, "clip_grad_norm", flaky)
     with pytest.warns(UserWarning, match="non-finite"):
         pretrain.main(_cfg(world_data_dir, tmp_path / "run", "--train.steps=6"))
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["skipped_steps"] for r in rows] == [0, 0, 1, 2, 2, 2]
     assert rows[2]["grad_norm"] is None  # NaN is written as null
 
-    monkeypatch.setattr(pretrain, "clip_grad_norm", lambda model, max_norm: float("inf"))
-    with pytest.raises(pretrain.TrainingError, match="3 non-finite steps in a row"), pytest.warns(UserWarning):
+    monkeypatch.setattr(loop, "clip_grad_norm", lambda model, max_norm: float("inf"))
+    with pytest.raises(loop.TrainingError, match="3 non-finite steps in a row"), pytest.warns(UserWarning):
         pretrain.main(_cfg(world_data_dir, tmp_path / "run2", "--train.steps=6", "--train.max_bad_steps=3"))
     assert not (tmp_path / "run2" / "model").exists()  # nothing non-finite was exported
 

@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
 import time
-import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from llamaforge.config import to_toml
 from llamaforge.data.pretrain import PretrainData
 from llamaforge.model import ModelArgs, Transformer
 from llamaforge.model.sizes import preset
-from llamaforge.parallel import (Dist, all_reduce_max, all_reduce_mean, barrier, full_state_dict,
-                                 init_distributed, parallelize)
-from llamaforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from llamaforge.train.common import (OptimConfig, TrainingError, build_optimizer, clip_grad_norm, flops_per_token,
-                                     init_params, lr_at, measure_matmul_peak, set_lr)
+from llamaforge.parallel import Dist, all_reduce_mean, barrier, full_state_dict, init_distributed
+from llamaforge.train.checkpoint import save_checkpoint
+from llamaforge.train.common import OptimConfig, build_optimizer, flops_per_token, lr_at, measure_matmul_peak, set_lr
+from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, autocast_for, build_model,
+                                   check_run_dir, export_model, progress_bar, resume, write_config)
 from llamaforge.train.metrics import MetricsLogger, plot_curves
 
 __all__ = ["PretrainConfig", "main"]
@@ -72,19 +68,6 @@ class EvalConfig:
 
 
 @dataclass
-class CheckpointConfig:
-    every: int = 100  # steps between checkpoints (one is also written at the end and on SIGTERM/SIGINT)
-    keep: int = 2  # newest complete checkpoints kept
-
-
-@dataclass
-class LogConfig:
-    every: int = 10  # steps between metrics rows (the first and last steps are always logged)
-    tensorboard: bool = True
-    progress: bool = True
-
-
-@dataclass
 class PretrainConfig:
     out_dir: str = "runs/pretrain"
     resume: bool = False  # continue from the newest complete checkpoint in out_dir
@@ -114,26 +97,6 @@ def _model_args(cfg: PretrainConfig, vocab_size: int) -> ModelArgs:
         raise ValueError(f"data.seq_len={cfg.data.seq_len} is beyond the model's context "
                          f"(max_seq_len={args.max_seq_len}); lower it or set model.max_seq_len")
     return args
-
-
-def _build_model(cfg: PretrainConfig, args: ModelArgs, d: Dist) -> Transformer:
-    """Built on the meta device, parallelized, then materialised and initialised (or loaded)."""
-    with torch.device("meta"):
-        model = Transformer(args)
-    param_dtype = torch.bfloat16 if cfg.train.precision == "bf16" and d.device.type == "cuda" else None
-    parallelize(model, d, activation_checkpointing=cfg.train.activation_checkpointing,
-                compile=cfg.train.compile, param_dtype=param_dtype)
-    model.to_empty(device=d.device)
-    if cfg.model.init_from:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        from llamaforge.model.checkpoint_io import load_model
-
-        weights = load_model(cfg.model.init_from, dtype=torch.float32).state_dict()
-        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-    else:
-        init_params(model, cfg.train.seed)
-    return model.train()
 
 
 def _batch_geometry(cfg: PretrainConfig, d: Dist) -> int:
@@ -167,14 +130,8 @@ def evaluate(model: Transformer, data: PretrainData, n: int, micro: int, autocas
 def main(cfg: PretrainConfig) -> dict:
     """Run (or resume) a pretraining run; return a summary (final losses, paths)."""
     d = init_distributed(cfg.train.device)
-    run_dir = Path(cfg.out_dir)
-    ckpt_root = run_dir / "checkpoints"
-    if cfg.train.precision not in ("bf16", "fp32"):
-        raise ValueError(f"train.precision must be 'bf16' or 'fp32', got {cfg.train.precision!r}")
-    has_ckpt = ckpt_root.is_dir() and any(ckpt_root.iterdir())
-    if has_ckpt and not cfg.resume:
-        raise ValueError(f"{run_dir} already holds checkpoints: pass --resume to continue it, or choose "
-                         f"another out_dir (nothing was changed)")
+    run_dir, ckpt_root = check_run_dir(cfg.out_dir, cfg.resume)
+    autocast, compute_dtype = autocast_for(cfg.train.precision, d)
 
     # 1. data and model
     data = PretrainData(cfg.data.path, "train", seq_len=cfg.data.seq_len, seed=cfg.data.seed, verify=cfg.data.verify)
@@ -184,138 +141,91 @@ def main(cfg: PretrainConfig) -> dict:
         val = PretrainData(cfg.data.path, "val", seq_len=cfg.data.seq_len, shuffle=False)
     args = _model_args(cfg, manifest["tokenizer"]["vocab_size"])
     accum = _batch_geometry(cfg, d)
-    model = _build_model(cfg, args, d)
+    model = build_model(args, d, precision=cfg.train.precision, compile=cfg.train.compile,
+                        activation_checkpointing=cfg.train.activation_checkpointing,
+                        init_from=cfg.model.init_from, seed=cfg.train.seed)
     optimizer = build_optimizer(model, cfg.optim)
     B, world = cfg.train.micro_batch_size, d.world_size
     global_seqs = B * world * accum
 
     # 2. resume: the newest complete checkpoint (damaged ones are skipped with a warning)
-    step, consumed, skipped_total = 0, 0, 0
-    ckpt = latest_checkpoint(ckpt_root, d) if cfg.resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optimizer, d)
-        step, consumed, skipped_total = state["step"], state["consumed_sequences"], state["skipped_steps"]
-        if d.is_main:
-            print(f"resumed from {ckpt} (step {step})", file=sys.stderr)
-    elif cfg.resume and d.is_main:
-        print(f"--resume: no complete checkpoint in {ckpt_root}; starting from step 0", file=sys.stderr)
-    if d.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(to_toml(cfg))
-    logger = MetricsLogger(run_dir, resume_step=step if ckpt else None, tensorboard=cfg.log.tensorboard) \
+    state = resume(ckpt_root, model, optimizer, d, cfg.resume)
+    step, consumed = (state["step"], state["consumed_sequences"]) if state else (0, 0)
+    guard = StepGuard(cfg.train.max_bad_steps, ckpt_root, d, skipped=state["skipped_steps"] if state else 0)
+    write_config(run_dir, cfg, d)
+    logger = MetricsLogger(run_dir, resume_step=step if state else None, tensorboard=cfg.log.tensorboard) \
         if d.is_main else None
 
     # 3. throughput accounting: MFU against the measured matmul peak of all ranks' devices
-    compute_dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
     peak = float(all_reduce_mean(torch.tensor(measure_matmul_peak(d.device, compute_dtype), device=d.device), d)) * world
     flops_tok = flops_per_token(args, cfg.data.seq_len)
-    autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if compute_dtype == torch.bfloat16 \
-        else nullcontext()
 
-    # 4. SIGTERM / SIGINT: finish the step, checkpoint, exit (ranks agree on the flag every step)
-    stop = {"signal": 0}
-
-    def _on_signal(signum, frame):
-        stop["signal"] = signum
-
-    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    bar = None
-    if d.is_main and cfg.log.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.train.steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
-    bad_in_row, val_loss, loss_value = 0, None, float("nan")
+    bar = progress_bar(cfg.train.steps, step, "pretrain", d, cfg.log.progress)
+    val_loss, loss_value = None, float("nan")
 
     def _checkpoint(at: int) -> None:
         save_checkpoint(ckpt_root, at, model, optimizer, {"step": at, "consumed_sequences": consumed,
-                        "skipped_steps": skipped_total}, d, keep=cfg.checkpoint.keep)
+                        "skipped_steps": guard.skipped}, d, keep=cfg.checkpoint.keep)
 
-    try:
-        while step < cfg.train.steps:
-            # 5. one optimizer update over the global batch: sequences consumed .. consumed + global_seqs
-            t0 = time.perf_counter()
-            set_lr(optimizer, lr_at(step, cfg.optim, cfg.train.steps))
-            loss_sum = torch.zeros((), device=d.device)
-            for m in range(accum):
-                x, y = data.get(consumed + (m * world + d.rank) * B, B)  # [B, T] each
-                if world > 1:
-                    model.set_requires_gradient_sync(m == accum - 1)  # reduce-scatter once per update
-                with autocast:
-                    loss = model(x.to(d.device), targets=y.to(d.device))
-                (loss / accum).backward()
-                loss_sum += loss.detach()
-            consumed += global_seqs
-            loss_value = float(all_reduce_mean(loss_sum / accum, d))
-            grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
-            if math.isfinite(loss_value) and math.isfinite(grad_norm):
-                optimizer.step()
-                bad_in_row = 0
-            else:  # 6. never let a non-finite loss or gradient reach the weights
-                bad_in_row += 1
-                skipped_total += 1
-                if d.is_main:
-                    warnings.warn(f"step {step + 1}: non-finite loss {loss_value} / grad norm {grad_norm}: step "
-                                  f"skipped ({bad_in_row} in a row, {skipped_total} in this run)", stacklevel=1)
-                if bad_in_row >= cfg.train.max_bad_steps:
-                    raise TrainingError(f"{bad_in_row} non-finite steps in a row (train.max_bad_steps); stopping. "
-                                       f"The last complete checkpoint in {ckpt_root} holds finite weights; "
-                                       f"lower optim.lr or check the data, then --resume")
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            dt = time.perf_counter() - t0
-            tok_s = global_seqs * cfg.data.seq_len / dt
+    # 4. SIGTERM / SIGINT: finish the step, checkpoint, exit (ranks agree on the flag every step)
+    with SignalStop(d) as signals:
+        try:
+            while step < cfg.train.steps:
+                # 5. one optimizer update over the global batch: sequences consumed .. consumed + global_seqs
+                t0 = time.perf_counter()
+                set_lr(optimizer, lr_at(step, cfg.optim, cfg.train.steps))
+                loss_sum = torch.zeros((), device=d.device)
+                for m in range(accum):
+                    x, y = data.get(consumed + (m * world + d.rank) * B, B)  # [B, T] each
+                    if world > 1:
+                        model.set_requires_gradient_sync(m == accum - 1)  # reduce-scatter once per update
+                    with autocast:
+                        loss = model(x.to(d.device), targets=y.to(d.device))
+                    (loss / accum).backward()
+                    loss_sum += loss.detach()
+                consumed += global_seqs
+                loss_value = float(all_reduce_mean(loss_sum / accum, d))
+                # 6. never let a non-finite loss or gradient reach the weights
+                grad_norm = guard.step(model, optimizer, loss_value, cfg.optim.grad_clip, step)
+                step += 1
+                dt = time.perf_counter() - t0
+                tok_s = global_seqs * cfg.data.seq_len / dt
 
-            # 7. validation, metrics, checkpoints
-            last = step == cfg.train.steps
-            row = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                   "tokens_per_s": tok_s, "mfu": flops_tok * tok_s / peak,
-                   "tokens": consumed * cfg.data.seq_len, "skipped_steps": skipped_total}
-            if val is not None and ((cfg.eval.every and step % cfg.eval.every == 0) or last):
-                n = min(cfg.eval.sequences, val.num_sequences)
-                val_loss = evaluate(model, val, n, B, autocast, d)
-                row.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
-            if logger and (step % cfg.log.every == 0 or step == 1 or last or "val_loss" in row):
-                logger.log(row)
+                # 7. validation, metrics, checkpoints
+                last = step == cfg.train.steps
+                row = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                       "tokens_per_s": tok_s, "mfu": flops_tok * tok_s / peak,
+                       "tokens": consumed * cfg.data.seq_len, "skipped_steps": guard.skipped}
+                if val is not None and ((cfg.eval.every and step % cfg.eval.every == 0) or last):
+                    n = min(cfg.eval.sequences, val.num_sequences)
+                    val_loss = evaluate(model, val, n, B, autocast, d)
+                    row.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
+                if logger and (step % cfg.log.every == 0 or step == 1 or last or "val_loss" in row):
+                    logger.log(row)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{row['mfu']:.1%}")
+                stopping = signals.requested()
+                if last or stopping or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
+                    _checkpoint(step)
+                if stopping:
+                    if d.is_main:
+                        print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.",
+                              file=sys.stderr)
+                    return {"step": step, "stopped": stopping, "run_dir": str(run_dir)}
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{row['mfu']:.1%}")
-            stopping = int(all_reduce_max(stop["signal"], d))
-            if last or stopping or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
-                _checkpoint(step)
-            if stopping:
-                if d.is_main:
-                    print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.",
-                          file=sys.stderr)
-                return {"step": step, "stopped": stopping, "run_dir": str(run_dir)}
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        if bar is not None:
-            bar.close()
-        if logger is not None:
-            logger.close()
+                bar.close()
+            if logger is not None:
+                logger.close()
 
     # 8. the consolidated model dir (HF-compatible) and the loss curve
     summary = {"step": step, "loss": loss_value, "val_loss": val_loss, "run_dir": str(run_dir)}
     weights = full_state_dict(model, d)
     if d.is_main:
-        summary["model_dir"] = str(_export(weights, args, cfg, manifest, run_dir / "model"))
+        tok_path = cfg.tokenizer or manifest.get("tokenizer", {}).get("path")
+        summary["model_dir"] = str(export_model(weights, args, tok_path, run_dir / "model"))
         png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"pretraining: {run_dir}")
         summary["loss_png"] = str(png) if png else None
     barrier(d)
     return summary
-
-
-def _export(weights: dict, args: ModelArgs, cfg: PretrainConfig, manifest: dict, out: Path) -> Path:
-    from llamaforge.model.checkpoint_io import save_model
-    from llamaforge.tokenizer import Tokenizer
-
-    with torch.device("meta"):
-        model = Transformer(args)
-    model.load_state_dict(weights, assign=True, strict=True)
-    tok_path = cfg.tokenizer or manifest.get("tokenizer", {}).get("path")
-    tokenizer = Tokenizer(tok_path) if tok_path and Path(tok_path).exists() else None
-    if tokenizer is None:
-        warnings.warn(f"tokenizer {tok_path} not found: {out} is written without tokenizer.model", stacklevel=2)
-    save_model(model, out, tokenizer=tokenizer)
-    return out
