@@ -288,18 +288,29 @@ def generate(model: Transformer, prompts: Sequence[Sequence[int]], params: Sampl
             for row, n in zip(ids, counts)]
 
 
-def chat(model: Transformer, tokenizer: Tokenizer, dialogs: Sequence[Dialog], params: SamplingParams) -> list[str]:
+def chat(model: Transformer, tokenizer: Tokenizer, dialogs: Sequence[Dialog], params: SamplingParams, *,
+         batch_size: Optional[int] = None, compile: bool = False) -> list[str]:
     """Answer each dialog (Llama 2 chat format), stopping at the tokenizer's EOS.
 
     Args:
         dialogs: B dialogs as ``llamaforge.chat_format.encode_dialog`` takes them (an optional
             system message, then user/assistant turns, ending with a user turn).
+        batch_size: generate in batches of at most this many dialogs, grouped by prompt length so
+            that little padding is decoded (default: all in one batch).
+        compile: passed to ``generate``.
     Returns:
-        B decoded answers.
+        B decoded answers, in dialog order.
     """
     # imported late: generation of ids needs no tokenizer (and no sentencepiece) installed
     from llamaforge.chat_format import encode_dialog
 
     prompts = [encode_dialog(tokenizer, dialog).tokens for dialog in dialogs]
-    results = generate(model, prompts, params, eos_id=tokenizer.eos_id)
-    return [tokenizer.decode(r.tokens) for r in results]
+    size = batch_size or max(len(prompts), 1)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+    answers: list[str] = [""] * len(prompts)
+    for s in range(0, len(order), size):
+        rows = order[s:s + size]
+        results = generate(model, [prompts[i] for i in rows], params, eos_id=tokenizer.eos_id, compile=compile)
+        for i, r in zip(rows, results):
+            answers[i] = tokenizer.decode(r.tokens)
+    return answers
