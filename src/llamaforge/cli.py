@@ -8,7 +8,6 @@ User and data errors end with one line on stderr and exit code 2, never a traceb
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -265,9 +264,25 @@ def _world_args(p):
     t.add_argument("--docs", type=int, default=20000, help="number of documents (default 20000)")
     t.add_argument("--seed", type=int, default=0, help="text seed (default 0)")
     t.add_argument("--world-seed", type=int, default=0, help="seed of the world's entities and facts (default 0)")
+    e = sub.add_parser("export", help="write every split of the built-in world as JSONL",
+                       description="Write the built-in world's splits as JSONL: SFT dialogs, safety demonstrations, "
+                                   "held-out helpful / unsafe / borderline prompts with their checks, GAtt dialogs "
+                                   "and constraint sets, and preference pairs rated by simulated annotators. "
+                                   "Each file can be read, edited and passed to the training stages.")
+    e.add_argument("--out", required=True, help="directory to write (files are replaced)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    e.add_argument("--world-seed", type=int, default=0, help="seed of the world's entities and facts (default 0)")
+    e.add_argument("--scale", type=float, default=1.0, help="multiply every split's size (default 1.0)")
 
 
 def _world(args) -> None:
+    if args.action == "export":
+        from llamaforge.world.splits import WorldSizes, export
+
+        files = export(args.out, seed=args.seed, world_seed=args.world_seed, sizes=WorldSizes().scaled(args.scale))
+        for name, (path, n) in files.items():
+            print(f"{name:22s} {n:7d} records  {path}")
+        return
     from llamaforge.world.corpus import write_corpus
 
     path = write_corpus(args.out, args.docs, seed=args.seed, world_seed=args.world_seed)
@@ -293,11 +308,41 @@ def _pretrain(args) -> int | None:
     if summary.get("stopped"):
         return 128 + summary["stopped"]  # the shell's code for "ended by this signal"
     if "model_dir" in summary:
-        print(f"final loss {summary['loss']:.4f}" + (f", validation loss {summary['val_loss']:.4f}"
-              if summary.get("val_loss") is not None else ""))
-        print(f"model dir: {summary['model_dir']}")
-        print(f"loss curve: {summary.get('loss_png')}")
-        print(f"metrics: {summary['run_dir']}/metrics.jsonl")
+        _summary_lines(summary)
+
+
+def _summary_lines(summary: dict) -> None:
+    print(f"final loss {summary['loss']:.4f}" + (f", validation loss {summary['val_loss']:.4f}"
+          if summary.get("val_loss") is not None else ""))
+    print(f"model dir: {summary['model_dir']}")
+    print(f"loss curve: {summary.get('loss_png')}")
+    print(f"metrics: {summary['run_dir']}/metrics.jsonl")
+
+
+def _sft(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.train.sft import SFTConfig, main
+
+    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
+    summary = main(load_config(SFTConfig, args.config, overrides))
+    if summary.get("stopped"):
+        return 128 + summary["stopped"]
+    _summary_lines(summary)
+
+
+def _gatt(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.gatt import GattConfig, main
+
+    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
+    summary = main(load_config(GattConfig, args.config, overrides))
+    if summary.get("stopped"):
+        return 128 + summary["stopped"]
+    synth = summary.get("synthesis") or {}
+    print(f"synthetic dialogs: {synth.get('dialogs')}, examples: {synth.get('examples')}, "
+          f"sampled answers obeying the instruction by turn: "
+          + ", ".join(f"{t}: {v:.0%}" for t, v in (synth.get("sample_adherence_by_turn") or {}).items()))
+    _summary_lines(summary)
 
 
 def _demo_args(p):
@@ -305,20 +350,23 @@ def _demo_args(p):
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: configs/pretrain/tiny.toml's)")
     p.add_argument("--docs", type=int, default=None, help="world-corpus documents (default 60000)")
     p.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary (default 2048)")
+    p.add_argument("--scale", type=float, default=None, help="multiply every world split's size (default 1.0)")
     p.add_argument("--fresh", action="store_true", help="delete --out first (default: reuse finished stages, resume)")
-    p.epilog = "Extra --section.key=value flags override the pretraining config (e.g. --train.precision=fp32)."
+    p.epilog = ("Extra --STAGE.section.key=value flags override a stage's config, STAGE being pretrain, sft or gatt "
+                "(e.g. --pretrain.train.precision=fp32 --sft.train.epochs=1 --gatt.gatt.max_turns=4).")
 
 
 def _demo(args) -> int | None:
     from llamaforge.demo import main
 
-    sizes = {k: v for k, v in (("docs", args.docs), ("vocab_size", args.vocab_size)) if v is not None}
+    sizes = {k: v for k, v in (("docs", args.docs), ("vocab_size", args.vocab_size), ("scale", args.scale))
+             if v is not None}
     summary = main(args.out, steps=args.steps, fresh=args.fresh, overrides=list(args.overrides), **sizes)
     return 128 + summary["stopped"] if summary.get("stopped") else None
 
 
 # commands whose extra --section.key=value arguments are config overrides
-CONFIG_COMMANDS = {"pretrain", "demo"}
+CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "demo"}
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
@@ -326,12 +374,17 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "generate": ("complete prompts with a model (streams a single prompt)", _generate_args, _generate),
     "chat": ("interactive chat in the Llama 2 format (also reads piped stdin)", _chat_args, _chat),
     "tokenizer": ("tokenizer tools (train)", _tokenizer_args, _tokenizer),
-    "world": ("the built-in synthetic world (corpus)", _world_args, _world),
+    "world": ("the built-in synthetic world (corpus, export of its task / safety / GAtt / preference splits)",
+              _world_args, _world),
     "data": ("data tools (prepare pretraining token shards)", _data_args, _data),
-    "demo": ("the recipe on the built-in world on a CPU: corpus, tokenizer, pretraining, report",
+    "demo": ("the recipe on the built-in world on a CPU: corpus, tokenizer, pretraining, SFT, GAtt, report",
              _demo_args, _demo),
     "pretrain": ("pretrain a model on token shards (AdamW, cosine, FSDP2 under torchrun)",
                  lambda p: _stage_args(p, "configs/pretrain/tiny.toml"), _pretrain),
+    "sft": ("supervised fine-tuning on dialog JSONL (answer-only loss, packing; FSDP2 under torchrun)",
+            lambda p: _stage_args(p, "configs/sft/tiny.toml"), _sft),
+    "gatt": ("Ghost Attention: sample multi-turn answers under an instruction, fine-tune on the last turns",
+             lambda p: _stage_args(p, "configs/gatt/tiny.toml"), _gatt),
 }
 
 

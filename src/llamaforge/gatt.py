@@ -112,7 +112,7 @@ def synthesize(model, tokenizer, dialogs: Sequence[Sequence[str]], *, seed: int,
         outs = _answer_fitting(model, tokenizer, prompts, params, batch_size, context)
         ok = 0
         for i, out in zip(rows, outs):
-            if out is None:
+            if not out:  # past the context, or an empty answer (EOS at once): the dialog ends here
                 alive[i] = False
                 continue
             good = check_constraints(plans[i][1], out)
