@@ -217,3 +217,32 @@ def test_sft_requires_a_model_and_checks_the_batch(debug_model_dir, tmp_path):
         sft.main(_cfg("", data, tmp_path / "r1"))
     with pytest.raises(ValueError, match="train.batch_size=3 must be a positive multiple"):
         sft.main(_cfg(debug_model_dir, data, tmp_path / "r2", "--train.batch_size=3"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_match_one_rank(debug_model_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # dialogs of different lengths: ranks see different answer-token counts, which the loss must weigh
+    import random
+
+    rng = random.Random(3)
+    dialogs = [[{"role": "user", "content": "Count: " + " ".join(["x"] * rng.randint(1, 12))},
+                {"role": "assistant", "content": " ".join(["y"] * rng.randint(1, 20))}] for _ in range(40)]
+    data = _write_jsonl(tmp_path / "d.jsonl", dialogs)
+    flags = [f"--model.init_from={debug_model_dir}", f"--data.paths=[\"{data}\"]", "--data.seq_len=64",
+             "--train.batch_size=4", "--train.micro_batch_size=2", "--train.precision=fp32", "--optim.lr=3e-3",
+             "--train.steps=4", "--log.every=1", "--log.progress=false", "--log.tensorboard=false"]
+    sft.main(load_config(sft.SFTConfig, None, [*flags, f"--out_dir={tmp_path / 'one'}"]))
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "llamaforge.cli", "sft",
+           *flags, f"--out_dir={tmp_path / 'two'}"]
+    out = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root / "src")},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    one = [r["loss"] for r in read_metrics(tmp_path / "one" / "metrics.jsonl")]
+    two = [r["loss"] for r in read_metrics(tmp_path / "two" / "metrics.jsonl")]
+    # the same 4 sequences a step: 2 micro-batches of 2 on one rank, 1 micro-batch on each of 2 ranks
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=1e-5)

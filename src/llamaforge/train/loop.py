@@ -26,7 +26,8 @@ from llamaforge.train.checkpoint import latest_checkpoint, load_checkpoint
 from llamaforge.train.common import TrainingError, clip_grad_norm, init_params
 
 __all__ = ["CheckpointConfig", "LogConfig", "check_run_dir", "write_config", "autocast_for", "build_model",
-           "resume", "StepGuard", "SignalStop", "progress_bar", "export_model"]
+           "resume", "StepGuard", "SignalStop", "progress_bar", "log_step", "checkpoint_or_stop", "export_model",
+           "finish_run"]
 
 
 @dataclass
@@ -165,6 +166,43 @@ def progress_bar(total: int, initial: int, desc: str, d: Dist, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def log_step(row: dict, last: bool, logger, bar, log_every: int, **postfix) -> None:
+    """Write the metrics row (every ``log_every`` steps, the first, the last and eval steps) and
+    advance the progress bar with ``postfix``."""
+    step = row["step"]
+    if logger and (step % log_every == 0 or step == 1 or last or "val_loss" in row):
+        logger.log(row)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(**postfix)
+
+
+def checkpoint_or_stop(step: int, last: bool, every: int, signals: SignalStop, save, d: Dist) -> int:
+    """Checkpoint at the end, every ``every`` steps and when a signal came (collective); returns the
+    signal number (0: go on)."""
+    stopping = signals.requested()
+    if last or stopping or (every and step % every == 0):
+        save(step)
+    if stopping and d.is_main:
+        print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.", file=sys.stderr)
+    return stopping
+
+
+def finish_run(model, args: ModelArgs, tokenizer_path: Optional[str], run_dir: Path, d: Dist, title: str) -> dict:
+    """The consolidated model dir (HF-compatible, rank 0) and the loss curve: {"model_dir", "loss_png"}."""
+    from llamaforge.parallel import barrier, full_state_dict
+    from llamaforge.train.metrics import plot_curves
+
+    out = {}
+    weights = full_state_dict(model, d)
+    if d.is_main:
+        out["model_dir"] = str(export_model(weights, args, tokenizer_path, run_dir / "model"))
+        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=title)
+        out["loss_png"] = str(png) if png else None
+    barrier(d)
+    return out
 
 
 def export_model(weights: dict, args: ModelArgs, tokenizer_path: Optional[str], out: Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,13 @@ import torch
 from llamaforge.data.pretrain import PretrainData
 from llamaforge.model import ModelArgs, Transformer
 from llamaforge.model.sizes import preset
-from llamaforge.parallel import Dist, all_reduce_mean, barrier, full_state_dict, init_distributed
+from llamaforge.parallel import Dist, all_reduce_mean, init_distributed
 from llamaforge.train.checkpoint import save_checkpoint
 from llamaforge.train.common import OptimConfig, build_optimizer, flops_per_token, lr_at, measure_matmul_peak, set_lr
 from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, autocast_for, build_model,
-                                   check_run_dir, export_model, progress_bar, resume, write_config)
-from llamaforge.train.metrics import MetricsLogger, plot_curves
+                                   check_run_dir, checkpoint_or_stop, finish_run, log_step, progress_bar, resume,
+                                   write_config)
+from llamaforge.train.metrics import MetricsLogger
 
 __all__ = ["PretrainConfig", "main"]
 
@@ -200,18 +200,9 @@ def main(cfg: PretrainConfig) -> dict:
                     n = min(cfg.eval.sequences, val.num_sequences)
                     val_loss = evaluate(model, val, n, B, autocast, d)
                     row.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
-                if logger and (step % cfg.log.every == 0 or step == 1 or last or "val_loss" in row):
-                    logger.log(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{row['mfu']:.1%}")
-                stopping = signals.requested()
-                if last or stopping or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
-                    _checkpoint(step)
+                log_step(row, last, logger, bar, cfg.log.every, loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{row['mfu']:.1%}")
+                stopping = checkpoint_or_stop(step, last, cfg.checkpoint.every, signals, _checkpoint, d)
                 if stopping:
-                    if d.is_main:
-                        print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.",
-                              file=sys.stderr)
                     return {"step": step, "stopped": stopping, "run_dir": str(run_dir)}
         finally:
             if bar is not None:
@@ -221,11 +212,6 @@ def main(cfg: PretrainConfig) -> dict:
 
     # 8. the consolidated model dir (HF-compatible) and the loss curve
     summary = {"step": step, "loss": loss_value, "val_loss": val_loss, "run_dir": str(run_dir)}
-    weights = full_state_dict(model, d)
-    if d.is_main:
-        tok_path = cfg.tokenizer or manifest.get("tokenizer", {}).get("path")
-        summary["model_dir"] = str(export_model(weights, args, tok_path, run_dir / "model"))
-        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"pretraining: {run_dir}")
-        summary["loss_png"] = str(png) if png else None
-    barrier(d)
+    tok_path = cfg.tokenizer or manifest.get("tokenizer", {}).get("path")
+    summary.update(finish_run(model, args, tok_path, run_dir, d, f"pretraining: {run_dir}"))
     return summary

@@ -25,12 +25,13 @@ import torch
 
 from llamaforge.data.sft import SFTData, block_causal_mask, load_examples
 from llamaforge.model import ModelArgs
-from llamaforge.parallel import Dist, all_reduce_mean, barrier, full_state_dict, init_distributed
+from llamaforge.parallel import Dist, all_reduce_mean, init_distributed
 from llamaforge.train.checkpoint import save_checkpoint
 from llamaforge.train.common import OptimConfig, build_optimizer, lr_at, set_lr
 from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, autocast_for, build_model,
-                                   check_run_dir, export_model, progress_bar, resume, write_config)
-from llamaforge.train.metrics import MetricsLogger, plot_curves
+                                   check_run_dir, checkpoint_or_stop, finish_run, log_step, progress_bar, resume,
+                                   write_config)
+from llamaforge.train.metrics import MetricsLogger
 
 __all__ = ["SFTConfig", "main", "run"]
 
@@ -217,18 +218,9 @@ def run(cfg: SFTConfig, stage: str = "sft") -> dict:
                 if val is not None and ((cfg.eval.every and step % cfg.eval.every == 0) or last):
                     val_loss = evaluate(model, val, B, autocast, d)
                     row["val_loss"] = val_loss
-                if logger and (step % cfg.log.every == 0 or step == 1 or last or "val_loss" in row):
-                    logger.log(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}")
-                stopping = signals.requested()
-                if last or stopping or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
-                    _checkpoint(step)
+                log_step(row, last, logger, bar, cfg.log.every, loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}")
+                stopping = checkpoint_or_stop(step, last, cfg.checkpoint.every, signals, _checkpoint, d)
                 if stopping:
-                    if d.is_main:
-                        print(f"\nstopped by signal at step {step}; checkpoint saved. Continue with --resume.",
-                              file=sys.stderr)
                     return {"step": step, "stopped": stopping, "run_dir": str(run_dir)}
         finally:
             if bar is not None:
@@ -239,10 +231,5 @@ def run(cfg: SFTConfig, stage: str = "sft") -> dict:
     # 5. the fine-tuned model dir and the loss curve
     summary = {"step": step, "loss": loss_value, "val_loss": val_loss, "run_dir": str(run_dir),
                "data": vars(stats)}
-    weights = full_state_dict(model, d)
-    if d.is_main:
-        summary["model_dir"] = str(export_model(weights, args, tok_path, run_dir / "model"))
-        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{stage}: {run_dir}")
-        summary["loss_png"] = str(png) if png else None
-    barrier(d)
+    summary.update(finish_run(model, args, tok_path, run_dir, d, f"{stage}: {run_dir}"))
     return summary
