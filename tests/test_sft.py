@@ -246,3 +246,15 @@ def test_torchrun_two_ranks_match_one_rank(debug_model_dir, tmp_path):
     two = [r["loss"] for r in read_metrics(tmp_path / "two" / "metrics.jsonl")]
     # the same 4 sequences a step: 2 micro-batches of 2 on one rank, 1 micro-batch on each of 2 ranks
     torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=1e-5)
+
+
+def test_sft_cli_names_a_bad_line_and_exits_2(debug_model_dir, tmp_path, capsys):
+    from llamaforge.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}]}\n')
+    code = main(["sft", f"--model.init_from={debug_model_dir}", f"--data.paths=[\"{bad}\"]", f"--out_dir={tmp_path / 'r'}",
+                 "--data.seq_len=128", "--log.progress=false"])
+    assert code == 2
+    assert "bad.jsonl:1: message 1: expected role 'assistant'" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "checkpoints").exists()  # nothing was started
