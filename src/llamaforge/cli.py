@@ -312,6 +312,8 @@ def _pretrain(args) -> int | None:
 
 
 def _summary_lines(summary: dict) -> None:
+    if "model_dir" not in summary:  # ranks > 0 under torchrun: rank 0 reports
+        return
     print(f"final loss {summary['loss']:.4f}" + (f", validation loss {summary['val_loss']:.4f}"
           if summary.get("val_loss") is not None else ""))
     print(f"model dir: {summary['model_dir']}")
@@ -339,9 +341,10 @@ def _gatt(args) -> int | None:
     if summary.get("stopped"):
         return 128 + summary["stopped"]
     synth = summary.get("synthesis") or {}
-    print(f"synthetic dialogs: {synth.get('dialogs')}, examples: {synth.get('examples')}, "
-          f"sampled answers obeying the instruction by turn: "
-          + ", ".join(f"{t}: {v:.0%}" for t, v in (synth.get("sample_adherence_by_turn") or {}).items()))
+    if "model_dir" in summary:
+        print(f"synthetic dialogs: {synth.get('dialogs')}, examples: {synth.get('examples')}, "
+              f"sampled answers obeying the instruction by turn: "
+              + ", ".join(f"{t}: {v:.0%}" for t, v in (synth.get("sample_adherence_by_turn") or {}).items()))
     _summary_lines(summary)
 
 
