@@ -37,9 +37,9 @@ CONSTRAINABLE = ("arithmetic", "facts", "words")  # task families whose answers 
 class WorldSizes:
     """Records per split (before held-out de-duplication). The defaults are the demo's."""
 
-    sft_single: int = 3000
-    sft_multi: int = 600  # 2-3 turn dialogs
-    sft_instructed: int = 1600  # answers that obey a constraint given in the prompt
+    sft_single: int = 6000
+    sft_multi: int = 1200  # 2-3 turn dialogs
+    sft_instructed: int = 3200  # answers that obey a constraint given in the prompt
     safety_unsafe: int = 700
     safety_borderline: int = 700
     helpful_eval: int = 300
