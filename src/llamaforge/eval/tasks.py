@@ -9,7 +9,7 @@
 Records are the world's (``llamaforge.world``; ``llamaforge world export`` writes them): a dialog
 in ``messages`` whose last message is the reference answer, and one check per answer in
 ``checks``. A check of type "safety" is judged by ``world.safety.classify_safety``, every other
-type by ``world.tasks.verify``. Answers are greedy (temperature 0), generated in length-grouped
+type by ``world.verify.verify``. Answers are greedy (temperature 0), generated in length-grouped
 batches with the KV cache.
 """
 
@@ -31,7 +31,7 @@ def judge(check: dict, response: str) -> str | bool:
         from llamaforge.world.safety import classify_safety
 
         return classify_safety(check, response)
-    from llamaforge.world.tasks import verify
+    from llamaforge.world.verify import verify
 
     return verify(check, response)
 
