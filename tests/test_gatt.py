@@ -102,3 +102,29 @@ def test_gatt_command_samples_with_the_model_and_fine_tunes(tiny_tokenizer, tmp_
     assert summary["synthesis"]["dialogs"] == 6 and (tmp_path / "run" / "model" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="model.init_from is required"):
         gatt.main(load_config(gatt.GattConfig, None, [f"--out_dir={tmp_path / 'r2'}"]))
+
+
+def test_user_instructions_replace_the_world_constraints(tmp_path, monkeypatch):
+    path = tmp_path / "instr.jsonl"
+    path.write_text('{"long": "Answer as a pirate would.", "short": "Pirate.", "family": "persona"}\n'
+                    '{"long": "Answer as a robot would.", "family": "persona"}\n'
+                    '{"long": "Mention the sea in every answer."}\n')
+    pool = gatt.read_instructions(path)
+    assert [c.name for c in pool] == ["user:1", "user:2", "user:3"] and pool[1].short == pool[1].long
+    monkeypatch.setattr(gatt, "_answer_fitting", lambda m, t, prompts, *a: ["ok"] * len(prompts))
+    model = type("M", (), {"args": type("A", (), {"max_seq_len": 512})()})()
+    records, stats = gatt.synthesize(model, None, [["q1", "q2"]] * 50, seed=0, params=SamplingParams(),
+                                     batch_size=8, instructions=pool)
+    texts = {r["messages"][0]["content"] for r in records}
+    assert texts <= {"Answer as a pirate would.", "Pirate.", "Answer as a robot would.", "Mention the sea in every answer.",
+                     "Answer as a pirate would. Mention the sea in every answer.", "Pirate. Mention the sea in every answer.",
+                     "Answer as a robot would. Mention the sea in every answer."}
+    assert len(texts) >= 5  # both families combined, both forms
+    assert not any("pirate" in t.lower() and "robot" in t.lower() for t in texts)  # one per family
+    assert stats["sample_adherence_by_turn"] == {}  # no verifier for user instructions
+    with pytest.raises(ValueError, match="keep_only_adherent needs"):
+        gatt.synthesize(model, None, [["q"]], seed=0, params=SamplingParams(), batch_size=8, instructions=pool,
+                        keep_only_adherent=True)
+    path.write_text('{"short": "x"}\n')
+    with pytest.raises(ValueError, match=r"instr\.jsonl:1: expected an object with a non-empty 'long'"):
+        gatt.read_instructions(path)

@@ -26,10 +26,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from llamaforge.train.sft import SFTConfig, SFTDataConfig
 
-__all__ = ["gatt_loss_mask", "gatt_examples", "synthesize", "GattConfig", "main"]
+__all__ = ["gatt_loss_mask", "gatt_examples", "read_instructions", "synthesize", "GattConfig", "main"]
 
 
 def gatt_loss_mask(mask: Sequence[bool]) -> list[bool]:
@@ -69,9 +70,47 @@ def gatt_examples(users: Sequence[str], answers: Sequence[str], instruction: str
     return records
 
 
+def read_instructions(path: str | Path) -> list:
+    """User instructions for GAtt: JSONL lines ``{"long": ..., "short": ..., "family": ...}``.
+
+    ``short`` defaults to ``long``; ``family`` (default: the line's own) groups instructions of
+    which at most one is drawn into a combination. Returns ``world.constraints.Constraint`` objects
+    named ``user:<line>``; they have no verifier, so synthesis reports no adherence for them.
+    """
+    from llamaforge.world.constraints import Constraint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gatt.instructions: {path} does not exist")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("long"), str) or not rec["long"].strip():
+            raise ValueError(f"{path}:{n}: expected an object with a non-empty 'long' instruction")
+        short = rec.get("short") or rec["long"]
+        out.append(Constraint(family=str(rec.get("family", f"line{n}")), name=f"user:{n}", long=rec["long"].strip(),
+                              short=str(short).strip()))
+    if not out:
+        raise ValueError(f"gatt.instructions: {path} holds no instructions")
+    return out
+
+
+def _draw(pool: Sequence, rng: random.Random, max_k: int) -> list:
+    """1..max_k instructions of distinct families from a user pool, in the pool's order."""
+    families = sorted({c.family for c in pool}, key=[c.family for c in pool].index)
+    chosen = rng.sample(families, rng.randint(1, min(max_k, len(families))))
+    picks = [rng.choice([c for c in pool if c.family == f]) for f in chosen]
+    return sorted(picks, key=pool.index)
+
+
 def synthesize(model, tokenizer, dialogs: Sequence[Sequence[str]], *, seed: int, params, batch_size: int,
                short_form: float = 0.5, max_constraints: int = 2, max_turns: int = 6,
-               keep_only_adherent: bool = False) -> tuple[list[dict], dict]:
+               keep_only_adherent: bool = False, instructions: Sequence | None = None) -> tuple[list[dict], dict]:
     """Steps 1-3: sample the answers of every dialog with the instruction on every user turn.
 
     Args:
@@ -79,17 +118,27 @@ def synthesize(model, tokenizer, dialogs: Sequence[Sequence[str]], *, seed: int,
         params: SamplingParams of the answers.
         keep_only_adherent: drop a dialog from its first answer that breaks a constraint (an
             addition to the paper, which keeps every sample; off by default).
+        instructions: a user pool (``read_instructions``) instead of the world's constraint
+            families; these have no verifier (no adherence stats, no filtering).
     Returns:
         (training records, stats: dialogs, answers sampled, adherence of the samples per turn).
     """
     from llamaforge.world.constraints import check_constraints, instruction, sample_constraints
 
+    if instructions is not None and keep_only_adherent:
+        raise ValueError("gatt.keep_only_adherent needs the world's constraints (user instructions have no verifier)")
     rng = random.Random(f"llamaforge.gatt:{seed}")
     plans = []  # (user turns, constraints, short, instruction text)
     for users in dialogs:
-        cs = sample_constraints(rng, max_constraints)
-        short = rng.random() < short_form
-        plans.append((list(users)[:max_turns], cs, short, instruction(cs, short)))
+        if instructions is None:
+            cs = sample_constraints(rng, max_constraints)
+            short = rng.random() < short_form
+            text = instruction(cs, short)
+        else:
+            cs = _draw(instructions, rng, max_constraints)
+            short = rng.random() < short_form
+            text = " ".join(c.short if short else c.long for c in cs)
+        plans.append((list(users)[:max_turns], cs, short, text))
     answers: list[list[str]] = [[] for _ in plans]
     alive = [True] * len(plans)
     adherent = {}
@@ -115,13 +164,14 @@ def synthesize(model, tokenizer, dialogs: Sequence[Sequence[str]], *, seed: int,
             if not out:  # past the context, or an empty answer (EOS at once): the dialog ends here
                 alive[i] = False
                 continue
-            good = check_constraints(plans[i][1], out)
+            good = instructions is not None or check_constraints(plans[i][1], out)
             ok += good
             if keep_only_adherent and not good:
                 alive[i] = False
                 continue
             answers[i].append(out)
-        adherent[t + 1] = ok / len(rows)
+        if instructions is None:
+            adherent[t + 1] = ok / len(rows)
     records = []
     for (users, cs, short, text), ans in zip(plans, answers):
         if ans:
@@ -154,6 +204,7 @@ class GattSynthConfig:
     max_new_tokens: int = 64
     batch_size: int = 64  # dialogs sampled together
     keep_only_adherent: bool = False  # drop samples that break the instruction (not in the paper)
+    instructions: Optional[str] = None  # JSONL of {"long", "short", "family"}; default: the world's constraints
     seed: int = 0
 
 
@@ -200,6 +251,7 @@ def main(cfg: GattConfig) -> dict:
     if d.is_main and not (cfg.resume and synth_path.is_file()):
         # one process samples (the synthetic set is small next to training); others wait
         dialogs = _user_turns(cfg.gatt.dialogs, cfg.gatt.max_dialogs)
+        pool = read_instructions(cfg.gatt.instructions) if cfg.gatt.instructions else None
         tokenizer = Tokenizer(cfg.tokenizer or cfg.model.init_from)
         model = load_model(cfg.model.init_from, device=d.device).eval()
         params = SamplingParams(temperature=cfg.gatt.temperature, top_p=cfg.gatt.top_p,
@@ -210,7 +262,8 @@ def main(cfg: GattConfig) -> dict:
             records, stats = synthesize(model, tokenizer, dialogs, seed=cfg.gatt.seed, params=params,
                                         batch_size=cfg.gatt.batch_size, short_form=cfg.gatt.short_form,
                                         max_constraints=cfg.gatt.max_constraints, max_turns=cfg.gatt.max_turns,
-                                        keep_only_adherent=cfg.gatt.keep_only_adherent)
+                                        keep_only_adherent=cfg.gatt.keep_only_adherent,
+                                        instructions=pool)
         del model
         out.mkdir(parents=True, exist_ok=True)
         tmp = synth_path.with_suffix(".tmp")
