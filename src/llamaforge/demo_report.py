@@ -50,9 +50,9 @@ def _figures(out: Path, runs: dict, evals: dict) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     for stage, label in (("sft", "SFT (no GAtt)"), ("gatt", "SFT + GAtt")):
-        by_turn = evals[stage]["adherence"]["by_turn"]
-        turns = sorted(int(t) for t in by_turn)
-        ax.plot(turns, [100 * by_turn[str(t) if str(t) in by_turn else t] for t in turns], marker="o", label=label)
+        by_turn = {int(t): v for t, v in evals[stage]["adherence"]["by_turn"].items()}  # JSON keys are strings
+        turns = sorted(by_turn)
+        ax.plot(turns, [100 * by_turn[t] for t in turns], marker="o", label=label)
     ax.set_xlabel("dialogue turn")
     ax.set_ylabel("answers obeying the system instruction (%)")
     ax.set_ylim(-3, 103)
@@ -148,7 +148,7 @@ def write_report(out: Path, runs: dict, evals: dict, *, entropy: float, times: d
         "Task accuracy by family (SFT): " + ", ".join(f"{f} {_pct(v)}" for f, v in sft_e["helpful"]["by_family"].items()),
         "", "## Ghost Attention (in the form of the paper's Table 30)", "",
         "Share of answers that still obey the instruction given once, as the first turn's system message "
-        f"({len(evals['gatt']['adherence']['transcript']) and n_turn.get(1, 0)} held-out dialogs; persona, hobby, "
+        f"({n_turn.get(1, 0)} held-out dialogs; persona, hobby, "
         "language and style constraints, half in short form).", "",
         "| | " + " | ".join(f"turn {t}" for t in turns) + " |", "|---|" + "---|" * len(turns),
         "| SFT (baseline) | " + " | ".join(_pct(adh["sft"].get(t)) for t in turns) + " |",

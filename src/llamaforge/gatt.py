@@ -77,24 +77,17 @@ def read_instructions(path: str | Path) -> list:
     which at most one is drawn into a combination. Returns ``world.constraints.Constraint`` objects
     named ``user:<line>``; they have no verifier, so synthesis reports no adherence for them.
     """
+    from llamaforge.data.sft import read_jsonl
     from llamaforge.world.constraints import Constraint
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"gatt.instructions: {path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("long"), str) or not rec["long"].strip():
-            raise ValueError(f"{path}:{n}: expected an object with a non-empty 'long' instruction")
+    for where, rec in read_jsonl(path, "gatt.instructions:"):
+        if not isinstance(rec.get("long"), str) or not rec["long"].strip():
+            raise ValueError(f"{where}: expected an object with a non-empty 'long' instruction")
+        line = where.rsplit(":", 1)[1]
         short = rec.get("short") or rec["long"]
-        out.append(Constraint(family=str(rec.get("family", f"line{n}")), name=f"user:{n}", long=rec["long"].strip(),
-                              short=str(short).strip()))
+        out.append(Constraint(family=str(rec.get("family", f"line{line}")), name=f"user:{line}",
+                              long=rec["long"].strip(), short=str(short).strip()))
     if not out:
         raise ValueError(f"gatt.instructions: {path} holds no instructions")
     return out

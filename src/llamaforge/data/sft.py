@@ -34,7 +34,7 @@ import torch
 from llamaforge.chat_format import encode_dialog
 from llamaforge.tokenizer import Tokenizer
 
-__all__ = ["Example", "DataStats", "read_dialogs", "encode_example", "load_examples", "pack", "SFTData",
+__all__ = ["Example", "DataStats", "read_jsonl", "read_dialogs", "encode_example", "load_examples", "pack", "SFTData",
            "SFTBatch", "block_causal_mask", "TRUNCATION"]
 
 TRUNCATION = ("error", "drop_turns", "drop")
@@ -71,11 +71,12 @@ class DataStats:
         return text
 
 
-def read_dialogs(path: str | Path, field_name: str = "messages") -> Iterator[tuple[str, dict]]:
-    """Yield ("file:line", record) for each non-empty line; ValueError names the line of a bad one."""
+def read_jsonl(path: str | Path, what: str = "data") -> Iterator[tuple[str, dict]]:
+    """Yield ("file:line", object) for each non-empty line of a JSONL file; ValueError names the
+    line that is not a JSON object."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SFT data {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist")
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -85,9 +86,17 @@ def read_dialogs(path: str | Path, field_name: str = "messages") -> Iterator[tup
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict) or not isinstance(record.get(field_name), list):
-                raise ValueError(f"{where}: expected an object with a {field_name!r} list of messages")
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
             yield where, record
+
+
+def read_dialogs(path: str | Path, field_name: str = "messages") -> Iterator[tuple[str, dict]]:
+    """Yield ("file:line", record) for each non-empty line; ValueError names the line of a bad one."""
+    for where, record in read_jsonl(path, "SFT data"):
+        if not isinstance(record.get(field_name), list):
+            raise ValueError(f"{where}: expected an object with a {field_name!r} list of messages")
+        yield where, record
 
 
 def _pairs_end(messages: list[dict]) -> list[int]:
