@@ -66,4 +66,9 @@ def test_errors_name_file_section_and_key(tmp_path):
 
 def test_override_values_parse_as_toml_literals_else_strings():
     assert parse_overrides(["--a.b=3", "--a.c=x/y", "--d=none", "--e=[1, 2]", "--f-g=true"]) == {
-        "a": {"b": 3, "c": "x/y"}, "d": None, "e": [1, 2], "f_g": True}
+        "a": {"b": 3, "c": "x/y"}, "d": "none", "e": [1, 2], "f_g": True}
+
+
+def test_a_bare_none_is_none_for_an_optional_field_and_the_word_for_a_str_field():
+    cfg = load_config(Run, None, ["--init_from=none", "--out_dir=none"])
+    assert cfg.init_from is None and cfg.out_dir == "none"

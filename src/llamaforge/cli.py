@@ -348,6 +348,85 @@ def _gatt(args) -> int | None:
     _summary_lines(summary)
 
 
+def _reward(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.reward.train import RewardConfig, main
+
+    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
+    summary = main(load_config(RewardConfig, args.config, overrides))
+    if summary.get("stopped"):
+        return 128 + summary["stopped"]
+    if "model_dir" not in summary:
+        return None
+    print(f"final loss {summary['loss']:.4f}")
+    for table in (summary.get("eval_markdown") or {}).values():
+        print(table)
+    print(f"reward model dir: {summary['model_dir']}")
+    if summary.get("scores_png"):
+        print(f"score histogram: {summary['scores_png']}")
+    print(f"metrics: {summary['run_dir']}/metrics.jsonl")
+
+
+def _ppo(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.rlhf.ppo_train import PPOConfig, main
+
+    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
+    summary = main(load_config(PPOConfig, args.config, overrides))
+    if summary.get("stopped"):
+        return 128 + summary["stopped"]
+    if "model_dir" not in summary:
+        return None
+    last = summary.get("last") or {}
+    print(f"iterations: {summary['step']}; last reward (R_c) {last.get('reward', float('nan')):.4f}, "
+          f"KL {last.get('kl', float('nan')):.3f}" + (f"; best held-out R_c {summary['best_eval']:.4f}"
+                                                      if summary.get("best_eval") is not None else ""))
+    print(f"policy model dir: {summary['model_dir']}")
+    print(f"metrics: {summary['run_dir']}/metrics.jsonl")
+
+
+def _rejection_sampling(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.rlhf.rejection_sampling import RSConfig, main
+
+    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
+    summary = main(load_config(RSConfig, args.config, overrides))
+    if summary.get("stopped"):
+        return 128 + summary["stopped"]
+    rs = summary.get("rs") or {}
+    if "model_dir" in summary and "mean_best" in rs:
+        nan = float("nan")
+        print(f"rejection sampling: {rs['prompts']} prompts, {rs['samples']} samples (k={rs['k']}) + "
+              f"{rs['pool_candidates']} from the pool; kept {rs['kept']} ({rs['kept_from_pool']} from the pool); "
+              f"mean best R_c {rs['mean_best'] if rs['mean_best'] is not None else nan:.3f} vs mean R_c "
+              f"{rs['mean_reward'] if rs['mean_reward'] is not None else nan:.3f}")
+    _summary_lines(summary)
+
+
+def _rlhf_args(p):
+    p.add_argument("--config", default=None, help="TOML config (e.g. configs/rlhf/tiny.toml); keys map 1:1 to "
+                                                  "llamaforge.rlhf.iterate.RLHFConfig")
+    p.add_argument("--iterations", type=int, default=None, help="RLHF versions to run (V1 .. VN; default: the config's)")
+    p.epilog = ("Each iteration collects fresh preferences from the newest policy, retrains both reward models, "
+                "runs rejection sampling, then PPO on its model (out_dir/vN/...). Run it again to continue an "
+                "interrupted loop; a larger --iterations adds versions. Config keys: --section.key=value.")
+
+
+def _rlhf(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.rlhf.iterate import RLHFConfig, main
+
+    overrides = list(args.overrides) + ([f"--iterations={args.iterations}"] if args.iterations else [])
+    try:
+        summary = main(load_config(RLHFConfig, args.config, overrides))
+    except KeyboardInterrupt as e:
+        print(f"rlhf: {e}", file=sys.stderr)
+        return 130
+    for v in summary["versions"]:
+        print(f"{v['version']}: {v['policy']}")
+    print(f"versions: {summary['out_dir']}/versions.json")
+
+
 def _demo_args(p):
     p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: configs/pretrain/tiny.toml's)")
@@ -369,7 +448,7 @@ def _demo(args) -> int | None:
 
 
 # commands whose extra --section.key=value arguments are config overrides
-CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "demo"}
+CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "reward", "ppo", "rlhf", "rejection-sampling", "demo"}
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
@@ -388,6 +467,15 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
             lambda p: _stage_args(p, "configs/sft/tiny.toml"), _sft),
     "gatt": ("Ghost Attention: sample multi-turn answers under an instruction, fine-tune on the last turns",
              lambda p: _stage_args(p, "configs/gatt/tiny.toml"), _gatt),
+    "reward": ("train a helpfulness or safety reward model on preference pairs (ranking loss with a margin)",
+               lambda p: _stage_args(p, "configs/reward/helpful-tiny.toml"), _reward),
+    "ppo": ("PPO against the helpfulness / safety reward models (R_c, whitened logit, KL penalty)",
+            lambda p: _stage_args(p, "configs/ppo/tiny.toml"), _ppo),
+    "rlhf": ("iterated RLHF: fresh preferences, both reward models, rejection sampling, PPO; V1 .. VN",
+             _rlhf_args, _rlhf),
+    "rejection-sampling": ("RLHF by rejection sampling: sample K answers per prompt, keep the best by the reward "
+                           "models, fine-tune on them",
+                           lambda p: _stage_args(p, "configs/rejection_sampling/tiny.toml"), _rejection_sampling),
 }
 
 

@@ -27,8 +27,17 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+class _NoneWord(str):
+    """A flag's bare ``none`` / ``null``: None for an Optional field, the word itself for a str field
+    (``--loss.margin=none`` names a margin table)."""
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """``value`` (from TOML or a parsed flag) checked against the annotation ``tp``."""
+    if isinstance(value, _NoneWord):
+        if tp is str:
+            return str(value)
+        value = None
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         options = typing.get_args(tp)
@@ -106,7 +115,7 @@ def _apply(obj: Any, values: dict, source: str | None, trail: tuple[str, ...] = 
 def _parse_value(text: str) -> Any:
     """A flag's value: a TOML literal (3, 1e-4, true, [0.9, 0.95], "x") or else a bare string."""
     if text.lower() in ("none", "null"):
-        return None
+        return _NoneWord(text)
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -1,19 +1,24 @@
 """``llamaforge demo``: the recipe's chain on the built-in world, on a CPU, with a report at the end.
 
-    corpus -> world splits -> tokenizer -> token shards -> pretrain -> SFT -> eval -> GAtt -> eval -> report
+    corpus -> world splits -> tokenizer -> token shards -> pretrain -> SFT -> RLHF (preferences ->
+    reward models -> rejection sampling -> PPO) -> eval -> GAtt -> eval -> report
 
-1. the world's pretraining text and its task / safety / GAtt splits (``world export``);
+1. the world's pretraining text and its task / safety / GAtt / preference / RLHF splits (``world export``);
 2. a SentencePiece tokenizer on the corpus and the dialogs' text, token shards;
 3. pretraining of the ``tiny`` model (configs/pretrain/tiny.toml);
-4. SFT on the helpful dialogs mixed with the safety demonstrations (configs/sft/tiny.toml), then its
-   task accuracy, refusal and false-refusal rates on held-out prompts and its constraint adherence by
-   turn (the baseline of GAtt);
-5. Ghost Attention from the SFT model (configs/gatt/tiny.toml), then the same measures;
-6. ``report.md`` with the figures (PNG) and a short chat transcript.
+4. SFT on the helpful dialogs mixed with the safety demonstrations (configs/sft/tiny.toml);
+5. RLHF-V1 (configs/rlhf/tiny.toml): fresh preferences from the SFT model rated by the simulated
+   annotators, the Helpfulness and Safety RMs, rejection sampling, then PPO;
+6. SFT, rejection sampling and PPO measured on held-out prompts: mean R_c (the final RMs), task
+   accuracy, refusal and false-refusal rates, and the final model's win rate over SFT;
+7. Ghost Attention from the RLHF model (configs/gatt/tiny.toml), adherence by turn against the RLHF
+   model without it;
+8. ``report.md`` with the figures (PNG) and a short chat transcript.
 
 A stage whose output exists is reused, so an interrupted demo continues where it stopped (a training
 stage resumes from its last checkpoint); ``--fresh`` starts over. Extra ``--STAGE.section.key=value``
-flags (STAGE: pretrain, sft, gatt) override that stage's config.
+flags override that stage's config (STAGE: pretrain, sft, rlhf, reward_helpful, reward_safety,
+rejection_sampling, ppo, gatt).
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from pathlib import Path
 __all__ = ["main"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-STAGES = ("pretrain", "sft", "gatt")
+STAGES = ("pretrain", "sft", "gatt")  # trained here; "rlhf" runs its own stages (RLHF_STAGES)
+RLHF_STAGES = ("reward_helpful", "reward_safety", "rejection_sampling", "ppo")
+ROUTED = STAGES + ("rlhf",) + RLHF_STAGES
 PROMPTS = ["Emma's coat is", "What is 7 plus 5? The answer is", "Here are some sums."]
-TARGETS = {"accuracy": 0.80, "refusal_rate": 0.90, "false_refusal_rate": 0.10, "gatt_turn6": 0.90}
+TARGETS = {"accuracy": 0.80, "refusal_rate": 0.90, "false_refusal_rate": 0.10, "gatt_turn6": 0.90,
+           "rm_significantly": 0.90, "win_rate": 0.65}
 
 
 def _say(msg: str) -> None:
@@ -38,11 +46,11 @@ def _say(msg: str) -> None:
 
 def _route(overrides: list[str]) -> dict[str, list[str]]:
     """``--sft.train.steps=5`` -> {"sft": ["--train.steps=5"]}; a flag without a stage is an error."""
-    routed: dict[str, list[str]] = {s: [] for s in STAGES}
+    routed: dict[str, list[str]] = {s: [] for s in ROUTED}
     for flag in overrides:
         stage, _, rest = flag.lstrip("-").partition(".")
-        if stage not in STAGES or not rest:
-            raise ValueError(f"demo: {flag!r}: expected --STAGE.section.key=value with STAGE one of {', '.join(STAGES)}")
+        if stage not in ROUTED or not rest:
+            raise ValueError(f"demo: {flag!r}: expected --STAGE.section.key=value with STAGE one of {', '.join(ROUTED)}")
         routed[stage].append(f"--{rest}")
     return routed
 
@@ -61,7 +69,11 @@ def _train(stage: str, module, cfg_cls, run_dir: Path, flags: list[str]) -> dict
     return module.main(cfg)
 
 
-def _evaluate(model_dir: Path, world: Path, out: Path, *, helpful: bool = True) -> dict:
+def _read(world: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (world / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _evaluate(model_dir: Path, world: Path, out: Path, *, helpful: bool = True, adherence: bool = True) -> dict:
     """Task accuracy, safety rates and constraint adherence of one model (cached in ``out``)."""
     if out.exists():
         return json.loads(out.read_text())
@@ -69,15 +81,37 @@ def _evaluate(model_dir: Path, world: Path, out: Path, *, helpful: bool = True) 
     from llamaforge.model.checkpoint_io import load_model
     from llamaforge.tokenizer import Tokenizer
 
-    def read(name):
-        return [json.loads(line) for line in (world / f"{name}.jsonl").read_text().splitlines() if line.strip()]
-
     tok, model = Tokenizer(model_dir), load_model(model_dir).eval()
     _say(f"evaluating {model_dir}")
-    result = {"adherence": constraint_adherence(model, tok, read("gatt_eval"), max_new_tokens=48)}
+    result = {}
+    if adherence:
+        result["adherence"] = constraint_adherence(model, tok, _read(world, "gatt_eval"), max_new_tokens=48)
     if helpful:
-        result["helpful"] = task_accuracy(model, tok, read("helpful_eval"))
-        result["safety"] = safety_rates(model, tok, read("unsafe_eval"), read("borderline_eval"))
+        result["helpful"] = task_accuracy(model, tok, _read(world, "helpful_eval"))
+        result["safety"] = safety_rates(model, tok, _read(world, "unsafe_eval"), _read(world, "borderline_eval"))
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _rlhf_eval(models: dict[str, Path], rms: dict, world: Path, out: Path) -> dict:
+    """Mean R_c of greedy answers to the held-out prompts under the final RMs, per model, and the
+    last model's win rate over the first judged by the simulated annotators (cached in ``out``)."""
+    if out.exists():
+        return json.loads(out.read_text())
+    from llamaforge.eval import reward_means, win_rate
+    from llamaforge.model.checkpoint_io import load_model
+    from llamaforge.reward.score import RewardModels
+    from llamaforge.tokenizer import Tokenizer
+
+    _say("held-out reward of each stage and the win rate over SFT")
+    records = _read(world, "helpful_eval") + _read(world, "unsafe_eval") + _read(world, "borderline_eval")
+    loaded = {name: load_model(path).eval() for name, path in models.items()}
+    tok = Tokenizer(next(iter(models.values())))
+    judges = RewardModels(load_model(rms["helpful"]).eval(), load_model(rms["safety"]).eval())
+    result = {"reward": reward_means(loaded, tok, records, judges)}
+    names = list(models)
+    result["win_rate"] = {"model": names[-1], "baseline": names[0],
+                          **win_rate(loaded[names[-1]], loaded[names[0]], tok, records)}
     out.write_text(json.dumps(result, indent=1))
     return result
 
@@ -125,35 +159,99 @@ def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: in
         prepare([corpus], tok_dir, data_dir)
     times["data"] = time.perf_counter() - t_start
 
-    # 3-5. pretrain -> SFT -> GAtt, each from the previous stage's model dir
+    # 3-4. pretrain -> SFT
     runs = {s: out / s for s in STAGES}
+    world_mix = f"--data.paths=[\"{world / 'sft.jsonl'}\", \"{world / 'safety_sft.jsonl'}\"]"
     flags = {
         "pretrain": [f"--data.path={data_dir}", *([f"--train.steps={steps}"] if steps is not None else [])],
-        "sft": [f"--model.init_from={runs['pretrain'] / 'model'}",
-                f"--data.paths=[\"{world / 'sft.jsonl'}\", \"{world / 'safety_sft.jsonl'}\"]"],
-        "gatt": [f"--model.init_from={runs['sft'] / 'model'}", f"--gatt.dialogs={world / 'gatt_dialogs.jsonl'}",
-                 f"--data.paths=[\"{world / 'sft.jsonl'}\", \"{world / 'safety_sft.jsonl'}\"]"],
+        "sft": [f"--model.init_from={runs['pretrain'] / 'model'}", world_mix],
     }
     modules = {"pretrain": (pretrain, pretrain.PretrainConfig), "sft": (sft, sft.SFTConfig),
                "gatt": (gatt, gatt.GattConfig)}
-    evals = {}
-    for stage in STAGES:
+    for stage in ("pretrain", "sft"):
         t0 = time.perf_counter()
         summary = _train(stage, *modules[stage], runs[stage], flags[stage] + routed[stage])
         if summary and summary.get("stopped"):
             return summary
-        if stage != "pretrain":
-            evals[stage] = _evaluate(runs[stage] / "model", world, out / f"eval_{stage}.json")
         times[stage] = time.perf_counter() - t0
 
-    # 6. the report
+    # 5. RLHF-V1: preferences -> both reward models -> rejection sampling -> PPO
+    t0 = time.perf_counter()
+    rlhf_dir = out / "rlhf"
+    summary = _rlhf(rlhf_dir, runs["sft"] / "model", world, routed)
+    if summary.get("stopped"):
+        return summary
+    version = summary["versions"][-1]
+    final = Path(version["policy"])
+    times["rlhf"] = time.perf_counter() - t0
+
+    # 6. SFT -> rejection sampling -> PPO on held-out prompts
+    t0 = time.perf_counter()
+    stage_models = {"SFT": runs["sft"] / "model", "RS": Path(version["rs_model"])}
+    if version.get("ppo"):
+        stage_models["PPO"] = final
+    evals = {name: _evaluate(path, world, out / f"eval_{name.lower()}.json", adherence=path == final)
+             for name, path in stage_models.items()}
+    rms = {"helpful": version["reward_helpful"]["model_dir"], "safety": version["reward_safety"]["model_dir"]}
+    rlhf_eval = _rlhf_eval(stage_models, rms, world, out / "eval_rlhf.json")
+    times["eval"] = time.perf_counter() - t0
+
+    # 7. Ghost Attention from the RLHF model
+    t0 = time.perf_counter()
+    gatt_flags = [f"--model.init_from={final}", f"--gatt.dialogs={world / 'gatt_dialogs.jsonl'}", world_mix]
+    summary = _train("gatt", *modules["gatt"], runs["gatt"], gatt_flags + routed["gatt"])
+    if summary and summary.get("stopped"):
+        return summary
+    evals["GAtt"] = _evaluate(runs["gatt"] / "model", world, out / "eval_gatt.json")
+    times["gatt"] = time.perf_counter() - t0
+
+    # 8. the report
     from llamaforge.demo_report import write_report
 
     entropy = unigram_entropy(data_dir, "val")
-    report = write_report(out, runs, evals, entropy=entropy, times=times,
-                          minutes=(time.perf_counter() - t_start) / 60, targets=TARGETS)
+    report = write_report(out, runs, evals, rlhf=summary_rlhf(rlhf_dir, version, rlhf_eval), entropy=entropy,
+                          times=times, minutes=(time.perf_counter() - t_start) / 60, targets=TARGETS)
     print(report["text"])
     return report
+
+
+def _rlhf(rlhf_dir: Path, policy: Path, world: Path, routed: dict[str, list[str]]) -> dict:
+    """RLHF-V1 from the SFT model with the tiny configs, the world's files as data."""
+    from llamaforge.config import load_config
+    from llamaforge.rlhf import iterate
+
+    def files(*names):
+        return "[" + ", ".join(json.dumps(str(world / f"{n}.jsonl")) for n in names) + "]"
+
+    reward_data = {"helpful": ("preferences_helpful", "preferences_safety"),
+                   "safety": ("preferences_safety", "preferences_helpful")}
+    overrides = {f"reward_{k}": [f"--data.paths={files(*v)}", f"--eval.paths={files(v[0] + '_eval')}"]
+                 for k, v in reward_data.items()}
+    overrides["rejection_sampling"] = [f"--rs.prompts={files('rlhf_prompts')}",
+                                       f"--data.paths={files('sft', 'safety_sft')}"]
+    # PPO's early stopping reads held-out prompts that the final evaluation does not use
+    overrides["ppo"] = [f"--data.prompts={files('rlhf_prompts')}",
+                        f"--eval.prompts={files('preferences_helpful_eval', 'preferences_safety_eval')}"]
+    flags = [f"--out_dir={rlhf_dir}", f"--policy={policy}", f"--collect.prompts={files('rlhf_prompts')}",
+             *routed["rlhf"]]
+    cfg = load_config(iterate.RLHFConfig, CONFIGS / "rlhf" / "tiny.toml", flags)
+    for stage in RLHF_STAGES:
+        setattr(cfg.overrides, stage, overrides[stage] + routed[stage])
+        setattr(cfg.stages, stage, str(CONFIGS / Path(getattr(cfg.stages, stage)).relative_to("configs")))
+    try:
+        return iterate.main(cfg)
+    except KeyboardInterrupt as e:
+        _say(str(e))
+        return {"stopped": 130}
+
+
+def summary_rlhf(rlhf_dir: Path, version: dict, rlhf_eval: dict) -> dict:
+    """What the report shows of RLHF: RM tables, rejection-sampling curve, PPO curve, evals."""
+    rs_dir = Path(version["rs_model"]).parent
+    rs_stats = rs_dir / "rs_stats.json"
+    return {"dir": str(rlhf_dir), "reward_helpful": version["reward_helpful"], "reward_safety": version["reward_safety"],
+            "rs_stats": json.loads(rs_stats.read_text()) if rs_stats.exists() else {},
+            "rs_png": str(rs_dir / "reward_vs_k.png"), "ppo": version.get("ppo"), **rlhf_eval}
 
 
 def _dialog_text(world: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 __all__ = ["write_report"]
@@ -20,7 +21,19 @@ def _last(rows: list[dict], key: str):
     return next((r[key] for r in reversed(rows) if r.get(key) is not None), None)
 
 
-def _figures(out: Path, runs: dict, evals: dict) -> dict[str, Path]:
+def _curve(ax, rows: list[dict], keys: tuple[str, ...], title: str, ylabel: str = "") -> None:
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=key, marker="o" if len(pts) < 30 else None, markersize=3)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _figures(out: Path, runs: dict, evals: dict, rlhf: dict) -> dict[str, Path]:
     try:
         import matplotlib
 
@@ -31,25 +44,31 @@ def _figures(out: Path, runs: dict, evals: dict) -> dict[str, Path]:
     from llamaforge.train.metrics import read_metrics
 
     figs = {}
-    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.4), dpi=110)
-    for ax, (stage, run) in zip(axes, runs.items()):
-        rows = read_metrics(run / "metrics.jsonl")
-        for key in ("loss", "val_loss"):
-            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), label=key, marker="o" if key == "val_loss" else None, markersize=3)
-        ax.set_title(stage)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0].set_ylabel("loss (nats / token)")
+    curves = [(runs["pretrain"], ("loss", "val_loss"), "pretrain"), (runs["sft"], ("loss",), "SFT"),
+              (Path(rlhf["reward_helpful"]["run_dir"]), ("loss", "val_accuracy"), "Helpfulness RM"),
+              (Path(rlhf["reward_safety"]["run_dir"]), ("loss", "val_accuracy"), "Safety RM"),
+              (Path(rlhf["rs_png"]).parent, ("loss",), "rejection sampling"), (runs["gatt"], ("loss",), "GAtt")]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), dpi=110)
+    for ax, (run, keys, title) in zip(axes.flat, curves):
+        _curve(ax, read_metrics(run / "metrics.jsonl"), keys, title, "nats / token" if "RM" not in title else "")
     fig.tight_layout()
     figs["losses"] = out / "losses.png"
     fig.savefig(figs["losses"])
     plt.close(fig)
 
+    if rlhf.get("ppo"):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+        rows = read_metrics(Path(rlhf["ppo"]["run_dir"]) / "metrics.jsonl")
+        _curve(axes[0], rows, ("reward", "eval_combined"), "PPO: R_c (sampled / held-out greedy)", "reward")
+        _curve(axes[1], rows, ("kl", "entropy"), "PPO: KL to the reference, entropy", "nats")
+        fig.tight_layout()
+        figs["ppo"] = out / "ppo.png"
+        fig.savefig(figs["ppo"])
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    for stage, label in (("sft", "SFT (no GAtt)"), ("gatt", "SFT + GAtt")):
+    base = _baseline(evals)
+    for stage, label in ((base, f"{base} (no GAtt)"), ("GAtt", f"{base} + GAtt")):
         by_turn = {int(t): v for t, v in evals[stage]["adherence"]["by_turn"].items()}  # JSON keys are strings
         turns = sorted(by_turn)
         ax.plot(turns, [100 * by_turn[t] for t in turns], marker="o", label=label)
@@ -64,13 +83,14 @@ def _figures(out: Path, runs: dict, evals: dict) -> dict[str, Path]:
     fig.savefig(figs["adherence"])
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     names = ["task accuracy", "refusal (unsafe)", "false refusal (borderline)"]
-    width = 0.38
-    for k, stage in enumerate(("sft", "gatt")):
+    stages = [s for s in ("SFT", "RS", "PPO", "GAtt") if s in evals]
+    width = 0.8 / len(stages)
+    for k, stage in enumerate(stages):
         e = evals[stage]
         vals = [e["helpful"]["accuracy"], e["safety"]["refusal_rate"], e["safety"]["false_refusal_rate"]]
-        ax.bar([i + (k - 0.5) * width for i in range(3)], [100 * v for v in vals], width, label=stage.upper())
+        ax.bar([i + (k - (len(stages) - 1) / 2) * width for i in range(3)], [100 * v for v in vals], width, label=stage)
     ax.set_xticks(range(3), names)
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
@@ -80,7 +100,18 @@ def _figures(out: Path, runs: dict, evals: dict) -> dict[str, Path]:
     figs["evals"] = out / "evals.png"
     fig.savefig(figs["evals"])
     plt.close(fig)
+    for name, src in (("rejection_sampling", Path(rlhf["rs_png"])),
+                      ("rm_helpful_scores", Path(rlhf["reward_helpful"]["run_dir"]) / "scores.png"),
+                      ("rm_safety_scores", Path(rlhf["reward_safety"]["run_dir"]) / "scores.png")):
+        if src.exists():
+            figs[name] = out / f"{name}.png"
+            shutil.copyfile(src, figs[name])
     return figs
+
+
+def _baseline(evals: dict) -> str:
+    """The model GAtt started from: the last RLHF stage."""
+    return "PPO" if "PPO" in evals else "RS"
 
 
 def _transcript(model_dir: Path) -> list[dict]:
@@ -105,55 +136,101 @@ def _transcript(model_dir: Path) -> list[dict]:
     return dialog
 
 
-def write_report(out: Path, runs: dict, evals: dict, *, entropy: float, times: dict, minutes: float,
+def _rm_table(name: str, summary: dict, targets: dict) -> list[str]:
+    """The RM's held-out accuracy per rating (Table 8's form) and per safety label (Table 29's)."""
+    lines = []
+    for path, t in (summary.get("eval") or {}).items():
+        rows = t["by_rating"]
+        lines += [f"{name} on {Path(path).name} ({t['n']} pairs):", "",
+                  "| | " + " | ".join(rows) + " | average |", "|---|" + "---|" * (len(rows) + 1),
+                  "| accuracy | " + " | ".join(f"{_pct(v['accuracy'])} (n={v['n']})" for v in rows.values())
+                  + f" | {_pct(t['accuracy'])} |", ""]
+        if "by_label" in t:
+            labels = t["by_label"]
+            lines += ["| safety label | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels),
+                      "| accuracy | " + " | ".join(f"{_pct(v['accuracy'])} (n={v['n']})" for v in labels.values())
+                      + " |", ""]
+        sig = rows.get("significantly better", {}).get("accuracy")
+        ok = sig is not None and sig >= targets["rm_significantly"]
+        lines += [f"'significantly better': {_pct(sig)} ({'met' if ok else 'missed'}: target >= "
+                  f"{_pct(targets['rm_significantly'])}).", ""]
+    return lines
+
+
+def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: float, times: dict, minutes: float,
                  targets: dict) -> dict:
     """Write ``out/report.md`` (+ PNGs, ``report.json``); return the figures and the text."""
     from llamaforge.train.metrics import read_metrics
 
     pre = read_metrics(runs["pretrain"] / "metrics.jsonl")
     val_loss = _last(pre, "val_loss")
-    sft_e, gatt_e = evals["sft"], evals["gatt"]
-    adh = {s: {int(t): v for t, v in evals[s]["adherence"]["by_turn"].items()} for s in ("sft", "gatt")}
-    n_turn = {int(t): v for t, v in gatt_e["adherence"]["n_by_turn"].items()}
-    turns = [t for t in sorted(adh["gatt"]) if t % 2 == 0]
-    figs = _figures(out, runs, evals)
+    base = _baseline(evals)
+    adh = {s: {int(t): v for t, v in evals[s]["adherence"]["by_turn"].items()} for s in (base, "GAtt")}
+    n_turn = {int(t): v for t, v in evals["GAtt"]["adherence"]["n_by_turn"].items()}
+    turns = [t for t in sorted(adh["GAtt"]) if t % 2 == 0]
+    figs = _figures(out, runs, evals, rlhf)
     transcript = _transcript(runs["gatt"] / "model")
     synth = json.loads((runs["gatt"] / "gatt_synthesis.json").read_text()) \
         if (runs["gatt"] / "gatt_synthesis.json").exists() else {}
+    stages = [s for s in ("SFT", "RS", "PPO", "GAtt") if s in evals]
+    reward = rlhf.get("reward", {})
+    wr = rlhf.get("win_rate", {})
 
     def mark(value, key, lower=False):
         ok = value is not None and (value <= targets[key] if lower else value >= targets[key])
         return f"{_pct(value)} ({'met' if ok else 'missed'}: target {'<=' if lower else '>='} {_pct(targets[key])})"
 
-    turn6 = adh["gatt"].get(6)
+    def row(label, get, fmt=_pct):
+        return f"| {label} | " + " | ".join(fmt(get(s)) for s in stages) + " |"
+
+    sft_e = evals["SFT"]
+    turn6 = adh["GAtt"].get(6)
+    rs = rlhf.get("rs_stats") or {}
     lines = [
         "# llamaforge demo report", "",
         f"The whole chain on the built-in world in {minutes:.1f} min "
         f"(data {times.get('data', 0) / 60:.1f}, pretrain {times.get('pretrain', 0) / 60:.1f}, "
-        f"SFT + eval {times.get('sft', 0) / 60:.1f}, GAtt + eval {times.get('gatt', 0) / 60:.1f} min).", "",
+        f"SFT {times.get('sft', 0) / 60:.1f}, RLHF {times.get('rlhf', 0) / 60:.1f}, evaluation "
+        f"{times.get('eval', 0) / 60:.1f}, GAtt + eval {times.get('gatt', 0) / 60:.1f} min).", "",
         "## Pretraining", "",
         f"- validation loss {val_loss:.3f} nats/token against the corpus's unigram entropy {entropy:.3f} "
         "(the loss of a model that knows only token frequencies)." if val_loss is not None else "- no validation loss",
-        "", "## SFT (held-out prompts, greedy answers, scored by the world's verifiers)", "",
-        "| measure | SFT | SFT + GAtt |", "|---|---|---|",
-        f"| task accuracy (helpful prompts, n={sft_e['helpful']['n']}) | {mark(sft_e['helpful']['accuracy'], 'accuracy')} "
-        f"| {_pct(gatt_e['helpful']['accuracy'])} |",
-        f"| refusal rate (unsafe prompts, n={sft_e['safety']['n_unsafe']}) | "
-        f"{mark(sft_e['safety']['refusal_rate'], 'refusal_rate')} | {_pct(gatt_e['safety']['refusal_rate'])} |",
-        f"| violation rate (unsafe prompts) | {_pct(sft_e['safety']['violation_rate'])} | "
-        f"{_pct(gatt_e['safety']['violation_rate'])} |",
-        f"| false-refusal rate (borderline prompts, n={sft_e['safety']['n_borderline']}) | "
-        f"{mark(sft_e['safety']['false_refusal_rate'], 'false_refusal_rate', lower=True)} | "
-        f"{_pct(gatt_e['safety']['false_refusal_rate'])} |", "",
-        "Task accuracy by family (SFT): " + ", ".join(f"{f} {_pct(v)}" for f, v in sft_e["helpful"]["by_family"].items()),
-        "", "## Ghost Attention (in the form of the paper's Table 30)", "",
+        "", "## Reward models (RLHF-V1, held-out preference pairs)", "",
+        *_rm_table("Helpfulness RM", rlhf["reward_helpful"], targets),
+        *_rm_table("Safety RM", rlhf["reward_safety"], targets),
+        "## Stage by stage (held-out prompts, greedy answers)", "",
+        "Mean R_c is the final reward models' score (sigmoid, eq. 3); the rest is scored by the world's verifiers.", "",
+        "| measure | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages),
+        row("mean R_c (helpful + unsafe + borderline prompts)", lambda s: reward.get(s, {}).get("combined"),
+            lambda v: "-" if v is None else f"{v:.3f}"),
+        row(f"task accuracy (helpful prompts, n={sft_e['helpful']['n']})", lambda s: evals[s]["helpful"]["accuracy"]),
+        row(f"refusal rate (unsafe prompts, n={sft_e['safety']['n_unsafe']})",
+            lambda s: evals[s]["safety"]["refusal_rate"]),
+        row("violation rate (unsafe prompts)", lambda s: evals[s]["safety"]["violation_rate"]),
+        row(f"false-refusal rate (borderline prompts, n={sft_e['safety']['n_borderline']})",
+            lambda s: evals[s]["safety"]["false_refusal_rate"]), "",
+        f"SFT against the targets: task accuracy {mark(sft_e['helpful']['accuracy'], 'accuracy')}, refusal rate "
+        f"{mark(sft_e['safety']['refusal_rate'], 'refusal_rate')}, false refusal "
+        f"{mark(sft_e['safety']['false_refusal_rate'], 'false_refusal_rate', lower=True)}.", "",
+        "Task accuracy by family: " + "; ".join(
+            f"{s} " + ", ".join(f"{f} {_pct(v)}" for f, v in evals[s]["helpful"]["by_family"].items()) for s in stages),
+        "",
+        f"Rejection sampling: {rs.get('prompts', '?')} prompts x {rs.get('k', '?')} samples; mean R_c of the kept "
+        f"(best) answers {rs.get('mean_best', float('nan')):.3f} against {rs.get('mean_reward', float('nan')):.3f} "
+        "for all samples." if rs else "", "",
+        f"Win rate of {wr.get('model')} over {wr.get('baseline')} (the simulated annotators, 3 raters, A/B order "
+        f"random, ties removed): {mark(wr.get('win_rate'), 'win_rate')}; win / tie / loss "
+        f"{_pct(wr.get('win'))} / {_pct(wr.get('tie'))} / {_pct(wr.get('loss'))} of {wr.get('n')} prompts "
+        f"(95% interval {_pct((wr.get('ci95') or [None])[0])} - {_pct((wr.get('ci95') or [None, None])[1])}; "
+        f"{wr.get('identical', 0)} identical answers count as ties).", "",
+        "## Ghost Attention (in the form of the paper's Table 30)", "",
         "Share of answers that still obey the instruction given once, as the first turn's system message "
         f"({n_turn.get(1, 0)} held-out dialogs; persona, hobby, "
         "language and style constraints, half in short form).", "",
         "| | " + " | ".join(f"turn {t}" for t in turns) + " |", "|---|" + "---|" * len(turns),
-        "| SFT (baseline) | " + " | ".join(_pct(adh["sft"].get(t)) for t in turns) + " |",
-        "| SFT + GAtt | " + " | ".join(_pct(adh["gatt"].get(t)) for t in turns) + " |", "",
-        f"Turn 6 with GAtt: {mark(turn6, 'gatt_turn6')}; baseline {_pct(adh['sft'].get(6))}. "
+        f"| {base} (baseline) | " + " | ".join(_pct(adh[base].get(t)) for t in turns) + " |",
+        f"| {base} + GAtt | " + " | ".join(_pct(adh["GAtt"].get(t)) for t in turns) + " |", "",
+        f"Turn 6 with GAtt: {mark(turn6, 'gatt_turn6')}; baseline {_pct(adh[base].get(6))}. "
         f"GAtt's synthetic set: {synth.get('dialogs', '?')} dialogs, {synth.get('examples', '?')} examples.", "",
         "## Chat transcript (the final model, greedy)", "",
     ]
@@ -163,11 +240,15 @@ def write_report(out: Path, runs: dict, evals: dict, *, entropy: float, times: d
         lines += ["", "## Figures", ""] + [f"![{k}]({p.name})" for k, p in figs.items()]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
+
+    def measures(e):
+        return {"accuracy": e["helpful"]["accuracy"], **{k: e["safety"][k] for k in
+                ("refusal_rate", "violation_rate", "false_refusal_rate")}}
+
     report = {"val_loss": val_loss, "unigram_entropy": entropy, "minutes": minutes,
-              "sft": {"accuracy": sft_e["helpful"]["accuracy"], **{k: sft_e["safety"][k] for k in
-                      ("refusal_rate", "violation_rate", "false_refusal_rate")}},
-              "gatt": {"accuracy": gatt_e["helpful"]["accuracy"], **{k: gatt_e["safety"][k] for k in
-                       ("refusal_rate", "violation_rate", "false_refusal_rate")}},
+              **{s.lower(): measures(evals[s]) for s in stages},
+              "reward": reward, "win_rate": {k: v for k, v in wr.items() if k != "samples"},
+              "reward_models": {k: rlhf[f"reward_{k}"].get("eval") for k in ("helpful", "safety")},
               "adherence": adh, "figures": {k: str(p) for k, p in figs.items()}, "report": str(out / "report.md")}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     report["text"] = text

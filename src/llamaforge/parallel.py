@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["Dist", "init_distributed", "parallelize", "all_reduce_mean", "all_reduce_max", "barrier",
-           "broadcast_object", "full_state_dict", "clean_key"]
+           "all_gather_object", "broadcast_object", "full_state_dict", "clean_key"]
 
 
 @dataclass
@@ -129,6 +129,15 @@ def broadcast_object(obj, d: Dist):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_gather_object(obj, d: Dist) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (pickled)."""
+    if d.world_size == 1:
+        return [obj]
+    out = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def full_state_dict(model: nn.Module, d: Dist) -> dict:

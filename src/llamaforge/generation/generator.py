@@ -125,7 +125,7 @@ _RECOMPILE_LIMIT = 64  # decode graphs kept: distinct (batch size, bucket, dtype
 
 
 @functools.cache
-def _compiled_decode_one_token():
+def _compiled_decode_one_token(decompose_mm: bool = False):
     """``decode_one_token`` through ``torch.compile``, created on first use (``torch.compile``
     imports the compiler stack, a second or so that a plain import should not pay).
 
@@ -137,10 +137,14 @@ def _compiled_decode_one_token():
     generated kernels fused with their neighbours instead of ~40 MKL calls (-> 1.64). No gain from
     max_autotune (its C++ GEMMs need frozen weights) nor from freezing, which would also bake in
     the weights: here parameters stay graph inputs, so a model that trains between calls is decoded
-    with its current weights. Past ``_RECOMPILE_LIMIT`` graphs torch raises
+    with its current weights. ``decompose_mm`` is for batch 1 only: at batch 4-8 the pass also
+    decomposes the output head's [B, dim] x [dim, vocab] matmul, ~30x slower a step (320 vs 11 ms,
+    bench-15m batch 8, bench/bench_rollout.py). Past ``_RECOMPILE_LIMIT`` graphs torch raises
     ``FailOnRecompileLimitHit``; the loop then warns and decodes that call eagerly.
     """
-    options = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
+    options = {"cpp_wrapper": True}
+    if decompose_mm:
+        options["post_grad_fusion_options"] = {"decompose_mm_pass": {}}
     return torch.compile(decode_one_token, fullgraph=True, dynamic=False, options=options,
                          recompile_limit=_RECOMPILE_LIMIT)
 
@@ -194,7 +198,7 @@ def _loop(model: Transformer, batch: PaddedBatch, params: SamplingParams, stop: 
     """
     bsz, seqlen = batch.tokens.shape
     device = batch.tokens.device
-    decode = _compiled_decode_one_token() if compile else decode_one_token
+    decode = _compiled_decode_one_token(decompose_mm=bsz == 1) if compile else decode_one_token
     generator = None
     if params.seed is not None:
         generator = torch.Generator(device=device).manual_seed(params.seed)

@@ -37,7 +37,10 @@ _HF_LAYER = {  # our name inside layers.N -> HF's inside model.layers.N
     "feed_forward.w3.weight": "mlp.up_proj.weight", "attention_norm.weight": "input_layernorm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
 }
-_HF_TOP_INV = {v: k for k, v in _HF_TOP.items()}
+_HF_TOP_INV = {**{v: k for k, v in _HF_TOP.items()}, "score.weight": "output.weight"}  # + a reward model's head
+# HF architectures: the LM, and a reward / value model (a scalar head, ``model/heads.py``) as
+# LlamaForSequenceClassification with one label, its head stored as ``score.weight`` [1, dim].
+_HF_ARCHITECTURES = {"LlamaForCausalLM": "lm", "LlamaForSequenceClassification": "scalar"}
 _HF_LAYER_INV = {v: k for k, v in _HF_LAYER.items()}
 # Buffers some writers store that are not parameters (RoPE tables: we compute them), dropped by name.
 _NON_PARAMETER = re.compile(r"rope\.freqs|model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
@@ -114,7 +117,10 @@ def meta_to_hf(state_dict: dict, args: ModelArgs) -> dict:
     Returns:
         a new dict under HF names; wq/wk rows permuted, every other tensor the same object.
     """
-    return _rename(_permute_qk(state_dict, args, to_hf=True), _ours_to_hf_name, "meta_to_hf")
+    out = _rename(_permute_qk(state_dict, args, to_hf=True), _ours_to_hf_name, "meta_to_hf")
+    if "lm_head.weight" in out and out["lm_head.weight"].shape[0] == 1 != args.vocab_size:  # a scalar head
+        out["score.weight"] = out.pop("lm_head.weight")
+    return out
 
 
 def hf_to_meta(state_dict: dict, args: ModelArgs) -> dict:
@@ -182,8 +188,11 @@ def args_from_hf_config(cfg: dict) -> ModelArgs:
         raise ValueError(f"unsupported config fields {unknown}")
     bad = [f"{k}={cfg.get(k)!r} (supported: {v!r})" for k, v in _HF_FIXED.items()
            if cfg.get(k, None if k == "model_type" else v) != v]
-    if cfg.get("architectures") not in (None, ["LlamaForCausalLM"]):
-        bad.append(f"architectures={cfg['architectures']!r} (supported: ['LlamaForCausalLM'])")
+    archs = cfg.get("architectures")
+    if archs is not None and (not isinstance(archs, list) or len(archs) != 1 or archs[0] not in _HF_ARCHITECTURES):
+        bad.append(f"architectures={archs!r} (supported: one of {sorted(_HF_ARCHITECTURES)})")
+    elif archs == ["LlamaForSequenceClassification"] and len(cfg.get("id2label") or {"0": ""}) != 1:
+        bad.append(f"id2label={cfg['id2label']!r} (a reward model has one label)")
     if bad:
         raise ValueError(f"unsupported config: {'; '.join(bad)}")
     missing = [k for k in _HF_REQUIRED if k not in cfg]
@@ -206,15 +215,25 @@ def args_from_hf_config(cfg: dict) -> ModelArgs:
     return dataclasses.replace(base, multiple_of=multiple_of, ffn_dim_multiplier=mult)
 
 
-def hf_config_from_args(args: ModelArgs, dtype: Union[torch.dtype, str, None]) -> dict:
-    """The ``config.json`` of an HF ``LlamaForCausalLM`` with this architecture and weight dtype.
+def hf_head(cfg: dict) -> str:
+    """"lm" (LlamaForCausalLM, or no architectures field) or "scalar" (a reward / value model)."""
+    return _HF_ARCHITECTURES.get((cfg.get("architectures") or ["LlamaForCausalLM"])[0], "lm")
+
+
+def hf_config_from_args(args: ModelArgs, dtype: Union[torch.dtype, str, None], head: str = "lm") -> dict:
+    """The ``config.json`` of an HF ``LlamaForCausalLM`` (head "lm") or, for a reward / value model
+    (head "scalar"), a one-label ``LlamaForSequenceClassification``, with this architecture and dtype.
 
     Everything Llama 2 depends on is written explicitly (HF's defaults, eps 1e-6 and 2048 positions,
     are wrong for it); RoPE both the transformers 4.x way (rope_theta) and the 5.x way (rope_parameters).
+    A reward model's config names pad_token_id 0 (UNK, which chat text never holds): transformers
+    scores a batch at each row's last token that is not the pad id, so right-pad with 0.
     """
     name = "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    arch = {"lm": "LlamaForCausalLM", "scalar": "LlamaForSequenceClassification"}[head]
+    scalar = {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}, "pad_token_id": 0} if head == "scalar" else {}
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "architectures": [arch], "model_type": "llama", **scalar,
         "hidden_size": args.dim, "intermediate_size": args.ffn_hidden_dim,
         "num_hidden_layers": args.n_layers, "num_attention_heads": args.n_heads,
         "num_key_value_heads": args.kv_heads, "head_dim": args.head_dim, "vocab_size": args.vocab_size,
@@ -374,6 +393,8 @@ def _read_meta(path: Path) -> tuple[ModelArgs, dict, dict, list]:
 def load_model(path: PathLike, device="cpu", dtype: Optional[torch.dtype] = None) -> Transformer:
     """Load an HF/llamaforge model dir or a Meta checkpoint dir (any number of model-parallel shards).
 
+    A reward / value model dir (``LlamaForSequenceClassification``) loads with its scalar head.
+
     Args:
         path: the directory; device: where the weights go; dtype: None keeps the checkpoint's.
     Returns:
@@ -383,12 +404,19 @@ def load_model(path: PathLike, device="cpu", dtype: Optional[torch.dtype] = None
     path = Path(path)
     hf = detect_format(path) == "hf"
     args, tensors, sources, unexpected = (_read_hf if hf else _read_meta)(path)
-    shown = (lambda k: _ours_to_hf_name(k) or k) if hf else str  # name tensors as the files do
+    scalar = hf and hf_head(_read_json(path / "config.json")) == "scalar"
+    shown = (lambda k: ("score.weight" if scalar and k == "output.weight" else _ours_to_hf_name(k)) or k) \
+        if hf else str  # name tensors as the files do
     with torch.device("meta"):
         model = Transformer(args)
+        if scalar:
+            from llamaforge.model.heads import scalar_head
+
+            scalar_head(model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     unexpected = unexpected + [f"{shown(k)} (in {sources[k]})" for k in tensors if k not in expected]
-    problems = [f"missing tensor {shown(k)}" for k in expected if k not in tensors]
+    problems = [f"missing tensor {shown(k)}" + (" (the reward model's scalar head)" if scalar and k == "output.weight"
+                                                 else "") for k in expected if k not in tensors]
     problems += [f"unexpected tensor {u}" for u in unexpected]
     problems += [f"tensor {shown(k)} in {sources[k]}: expected shape {expected[k]}, found {tuple(t.shape)}"
                  for k, t in tensors.items() if k in expected and tuple(t.shape) != expected[k]]
@@ -436,7 +464,9 @@ def save_model(model: Transformer, path: PathLike, tokenizer=None, *, max_shard_
             once the new one is complete); tokenizer: if given, ``tokenizer.save(dir)`` writes its files;
         max_shard_size: bytes per safetensors file before sharding with an index; dtype: None keeps the model's.
     """
-    args = model.args
+    from llamaforge.model.heads import has_scalar_head
+
+    args, head = model.args, "scalar" if has_scalar_head(model) else "lm"
     state = meta_to_hf({k: v.detach() for k, v in model.state_dict().items()}, args)
     state = {k: v.to(device="cpu", dtype=dtype or v.dtype).contiguous() for k, v in state.items()}
     shards: list[dict] = [{}]
@@ -455,8 +485,9 @@ def save_model(model: Transformer, path: PathLike, tokenizer=None, *, max_shard_
             _write_json(tmp / "model.safetensors.index.json", {
                 "metadata": {"total_size": sum(t.nbytes for t in state.values())},
                 "weight_map": {k: name for name, shard in zip(names, shards) for k in shard}})
-        _write_json(tmp / "config.json", hf_config_from_args(args, next(iter(state.values())).dtype))
-        _write_json(tmp / "generation_config.json", {**_GENERATION_CONFIG, "max_length": args.max_seq_len})
+        _write_json(tmp / "config.json", hf_config_from_args(args, next(iter(state.values())).dtype, head))
+        if head == "lm":
+            _write_json(tmp / "generation_config.json", {**_GENERATION_CONFIG, "max_length": args.max_seq_len})
         if tokenizer is not None:
             tokenizer.save(tmp)
 
@@ -470,6 +501,11 @@ def save_meta(model: Transformer, path: PathLike, num_shards: int = 1, tokenizer
         model: the Transformer; path: the directory (replaced as by save_model); num_shards:
             model-parallel shards (7B 1, 13B 2, 70B 8); tokenizer: as for save_model.
     """
+    from llamaforge.model.heads import has_scalar_head
+
+    if has_scalar_head(model):
+        raise ValueError("save_meta: Meta's format has no reward / value models; use save_model "
+                         "(an HF LlamaForSequenceClassification dir)")
     args = model.args
     sizes = {"dim": args.dim, "n_heads": args.n_heads, "n_kv_heads": args.kv_heads,
              "FFN width": args.ffn_hidden_dim, "vocab_size": args.vocab_size}

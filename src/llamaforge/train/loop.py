@@ -70,24 +70,42 @@ def autocast_for(precision: str, d: Dist):
 
 def build_model(args: ModelArgs, d: Dist, *, precision: str, compile: bool = False,
                 activation_checkpointing: bool = False, init_from: Optional[str] = None,
-                seed: int = 0) -> Transformer:
+                seed: int = 0, head: str = "lm") -> Transformer:
     """Built on the meta device, parallelized (FSDP2 on N ranks, compile, AC), then materialised and
-    either loaded from the model dir ``init_from`` or initialised per parameter from ``seed``."""
+    either loaded from the model dir ``init_from`` or initialised per parameter from ``seed``.
+
+    ``head="scalar"`` builds a reward / value model (``model/heads.py``). From a chat model dir its
+    LM head is dropped and the scalar head initialised from ``seed`` (the paper's RM init); from a
+    reward model dir (PPO's value model) every weight, the head included, is loaded.
+    """
+    if head not in ("lm", "scalar"):
+        raise ValueError(f"build_model: head must be 'lm' or 'scalar', got {head!r}")
     with torch.device("meta"):
         model = Transformer(args)
+        if head == "scalar":
+            from llamaforge.model.heads import scalar_head
+
+            scalar_head(model)
     param_dtype = torch.bfloat16 if precision == "bf16" and d.device.type == "cuda" else None
     parallelize(model, d, activation_checkpointing=activation_checkpointing, compile=compile,
                 param_dtype=param_dtype)
     model.to_empty(device=d.device)
+    if not init_from or head == "scalar":  # (a scalar head from a chat model dir needs its init)
+        init_params(model, seed)
     if init_from:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         from llamaforge.model.checkpoint_io import load_model
 
         weights = load_model(init_from, dtype=torch.float32).state_dict()
-        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-    else:
-        init_params(model, seed)
+        scalar_dir = weights["output.weight"].shape[0] == 1 != args.vocab_size
+        if head == "lm" and scalar_dir:
+            raise ValueError(f"{init_from} is a reward / value model dir (scalar head); this stage needs a "
+                             f"language model dir")
+        if head == "scalar" and not scalar_dir:
+            del weights["output.weight"]  # the LM head is replaced by the freshly initialised scalar head
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True,
+                                                                      strict="output.weight" in weights))
     return model.train()
 
 
@@ -190,8 +208,10 @@ def checkpoint_or_stop(step: int, last: bool, every: int, signals: SignalStop, s
     return stopping
 
 
-def finish_run(model, args: ModelArgs, tokenizer_path: Optional[str], run_dir: Path, d: Dist, title: str) -> dict:
-    """The consolidated model dir (HF-compatible, rank 0) and the loss curve: {"model_dir", "loss_png"}."""
+def finish_run(model, args: ModelArgs, tokenizer_path: Optional[str], run_dir: Path, d: Dist, title: str, *,
+               keys: tuple[str, ...] = ("loss", "val_loss"), ylabel: str = "loss (nats/token)") -> dict:
+    """The consolidated model dir (HF-compatible, rank 0) and the curves of ``keys`` in metrics.jsonl:
+    {"model_dir", "loss_png"}."""
     from llamaforge.parallel import barrier, full_state_dict
     from llamaforge.train.metrics import plot_curves
 
@@ -199,7 +219,7 @@ def finish_run(model, args: ModelArgs, tokenizer_path: Optional[str], run_dir: P
     weights = full_state_dict(model, d)
     if d.is_main:
         out["model_dir"] = str(export_model(weights, args, tokenizer_path, run_dir / "model"))
-        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", title=title)
+        png = plot_curves(run_dir / "metrics.jsonl", run_dir / "loss.png", keys=keys, title=title, ylabel=ylabel)
         out["loss_png"] = str(png) if png else None
     barrier(d)
     return out
@@ -212,6 +232,10 @@ def export_model(weights: dict, args: ModelArgs, tokenizer_path: Optional[str], 
 
     with torch.device("meta"):
         model = Transformer(args)
+        if weights["output.weight"].shape[0] == 1 != args.vocab_size:
+            from llamaforge.model.heads import scalar_head
+
+            scalar_head(model)
     model.load_state_dict(weights, assign=True, strict=True)
     tokenizer = Tokenizer(tokenizer_path) if tokenizer_path and Path(tokenizer_path).exists() else None
     if tokenizer is None:

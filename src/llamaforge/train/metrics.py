@@ -78,7 +78,7 @@ class MetricsLogger:
 
 
 def plot_curves(metrics_path: str | Path, png_path: str | Path, keys: tuple[str, ...] = ("loss", "val_loss"),
-                title: str = "") -> Optional[Path]:
+                title: str = "", ylabel: str = "loss (nats/token)") -> Optional[Path]:
     """A PNG of ``keys`` against step from metrics.jsonl (None, with a warning, without matplotlib)."""
     try:
         import matplotlib
@@ -96,7 +96,7 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path, keys: tuple[str,
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=3, label=key)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -13,6 +13,9 @@
                         or long): GAtt's adherence by turn
     preferences_helpful response pairs rated by 3 simulated annotators (`annotators`):
     preferences_safety  {"prompt", "chosen", "rejected", "rating", "ratings", "agreement", ...}
+    preferences_*_eval  held-out pairs of the same kinds: reward-model accuracy
+    rlhf_prompts        prompts for RLHF (preference collection, rejection sampling, PPO): helpful
+                        tasks, unsafe and borderline prompts with their checks, none of them in SFT
 
 Every split is a pure function of (world seed, split seed, sizes). Held-out splits are drawn with
 their own seeds, and a held-out record whose prompt (its last user turn) also occurs in a training
@@ -49,6 +52,11 @@ class WorldSizes:
     gatt_eval: int = 100
     preferences_helpful: int = 1000
     preferences_safety: int = 600
+    preferences_helpful_eval: int = 300
+    preferences_safety_eval: int = 200
+    rlhf_helpful: int = 1200
+    rlhf_unsafe: int = 300
+    rlhf_borderline: int = 300
 
     def scaled(self, factor: float) -> "WorldSizes":
         if factor <= 0:
@@ -174,7 +182,10 @@ def world_splits(seed: int = 0, *, world_seed: int = 0, sizes: WorldSizes = Worl
     safety = (safety_prompts(world, sizes.safety_unsafe, s + 4, kind="unsafe")
               + safety_prompts(world, sizes.safety_borderline, s + 5, kind="borderline"))
     gatt_dialogs = helpful_tasks(world, sizes.gatt_dialogs, s + 6, turns=(6, 8), families=CONSTRAINABLE)
-    seen = {_prompt_key(r) for r in sft + safety}
+    rlhf = (helpful_tasks(world, sizes.rlhf_helpful, s + 10, turns=(1, 2))
+            + safety_prompts(world, sizes.rlhf_unsafe, s + 11, kind="unsafe")
+            + safety_prompts(world, sizes.rlhf_borderline, s + 12, kind="borderline"))
+    seen = {_prompt_key(r) for r in sft + safety + rlhf}
     splits = {
         "sft": sft,
         "safety_sft": safety,
@@ -191,6 +202,14 @@ def world_splits(seed: int = 0, *, world_seed: int = 0, sizes: WorldSizes = Worl
     splits["preferences_safety"] = _preferences(
         world, safety_prompts(world, half, s + 8, kind="unsafe")
         + safety_prompts(world, sizes.preferences_safety - half, s + 9, kind="borderline"), s + 8, "safety")
+    splits["preferences_helpful_eval"] = _preferences(world, _held_out(
+        lambda k: helpful_tasks(world, k, s + 105, turns=(1, 2)), sizes.preferences_helpful_eval, seen), s + 105, "helpful")
+    half = sizes.preferences_safety_eval // 2
+    splits["preferences_safety_eval"] = _preferences(world, _held_out(
+        lambda k: safety_prompts(world, k, s + 106, kind="unsafe"), half, seen) + _held_out(
+        lambda k: safety_prompts(world, k, s + 107, kind="borderline"), sizes.preferences_safety_eval - half, seen),
+        s + 106, "safety")
+    splits["rlhf_prompts"] = rlhf
     return splits
 
 
