@@ -72,3 +72,24 @@ def test_override_values_parse_as_toml_literals_else_strings():
 def test_a_bare_none_is_none_for_an_optional_field_and_the_word_for_a_str_field():
     cfg = load_config(Run, None, ["--init_from=none", "--out_dir=none"])
     assert cfg.init_from is None and cfg.out_dir == "none"
+
+
+def test_every_shipped_config_loads_into_its_stage_dataclass():
+    # configs/<stage>/*.toml map 1:1 to the stage's dataclass: an unknown or mistyped key is an error
+    from pathlib import Path
+
+    from llamaforge.gatt import GattConfig
+    from llamaforge.reward.train import RewardConfig
+    from llamaforge.rlhf.iterate import RLHFConfig
+    from llamaforge.rlhf.ppo_train import PPOConfig
+    from llamaforge.rlhf.rejection_sampling import RSConfig
+    from llamaforge.train.pretrain import PretrainConfig
+    from llamaforge.train.sft import SFTConfig
+
+    classes = {"pretrain": PretrainConfig, "sft": SFTConfig, "gatt": GattConfig, "reward": RewardConfig,
+               "rejection_sampling": RSConfig, "ppo": PPOConfig, "rlhf": RLHFConfig}
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*/*.toml"))
+    assert {f.parent.name for f in files} == set(classes)
+    for f in files:
+        load_config(classes[f.parent.name], f)

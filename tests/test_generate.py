@@ -429,7 +429,7 @@ def test_compiled_path_falls_back_to_eager_at_the_recompile_limit(monkeypatch):
     def over_the_limit(*args, **kwargs):
         raise torch._dynamo.exc.FailOnRecompileLimitHit("recompile limit")
 
-    monkeypatch.setattr(generator, "_compiled_decode_one_token", lambda: over_the_limit)
+    monkeypatch.setattr(generator, "_compiled_decode_one_token", lambda **options: over_the_limit)
     torch.manual_seed(0)
     model = Transformer(ModelArgs(**SIZES["debug"]))
     prompts = [[5, 6, 7], [8, 9]]

@@ -20,8 +20,19 @@ from llamaforge.rlhf import ppo_train
 from llamaforge.rlhf.ppo_train import rollout_tensors
 from llamaforge.train.metrics import read_metrics
 
-PROMPTS = [f"Tell me about the {x}." for x in ("apples", "boats", "maps", "coins", "lamps", "stones", "books", "letters")]
+PROMPTS = [f"Tell me about the {x}." for x in
+           ("apples", "boats", "maps", "coins", "lamps", "stones", "books", "letters")]
 LOW = 250  # the rule reward's "good" tokens: ids below this, about half of the 500-piece vocab
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: the debug model's tensors are tiny, and on 2 shared cores a second thread
+    mostly waits (measured 3 s vs 49 s for 30 iterations under load); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +53,13 @@ def setup(tmp_path_factory, tiny_tokenizer):
 
 
 class LowTokenReward:
-    """A rule reward with RewardModels' interface: 0.05 + 0.9 * (share of answer ids below LOW), in
-    (0, 1). A random policy answers with about half such ids; moving its output bias learns it."""
+    """A rule reward with RewardModels' interface: 0.05 + 0.9 * (share of answer ids below LOW, EOS
+    not counted), in (0, 1). A random policy answers with about half such ids; moving its output
+    bias learns it. EOS is left out so that stopping at once (an empty answer: 0.05) is no shortcut."""
 
     def __init__(self, tokenizer):
         self.prompts = [encode_dialog(tokenizer, [{"role": "user", "content": p}]).tokens for p in PROMPTS]
+        self.eos = tokenizer.eos_id
 
     def score_ids(self, rows, safety_tags):
         scores = []
@@ -54,7 +67,8 @@ class LowTokenReward:
             prompt = max((p for p in self.prompts if row[:len(p)] == p), key=len)
             answer = row[len(prompt):]
             assert answer, "the loop scores at least one answer token"
-            scores.append(0.05 + 0.9 * sum(t < LOW for t in answer) / len(answer))
+            words = [t for t in answer if t != self.eos]
+            scores.append(0.05 + 0.9 * sum(t < LOW for t in words) / len(words) if words else 0.05)
         t = torch.tensor(scores)
         return {"helpful": t, "safety": None, "combined": t}
 
@@ -170,8 +184,8 @@ progress = false
 tensorboard = false
 """)
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "llamaforge.cli", "ppo", "--config", str(config)],
-                         env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root / "src")},
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "src")}
+    out = subprocess.run([sys.executable, "-m", "llamaforge.cli", "ppo", "--config", str(config)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "iterations: 2; last reward (R_c)" in out.stdout and "policy model dir:" in out.stdout

@@ -459,7 +459,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "world": ("the built-in synthetic world (corpus, export of its task / safety / GAtt / preference splits)",
               _world_args, _world),
     "data": ("data tools (prepare pretraining token shards)", _data_args, _data),
-    "demo": ("the recipe on the built-in world on a CPU: corpus, tokenizer, pretraining, SFT, GAtt, report",
+    "demo": ("the recipe on the built-in world on a CPU: corpus, tokenizer, pretraining, SFT, RLHF, GAtt, report",
              _demo_args, _demo),
     "pretrain": ("pretrain a model on token shards (AdamW, cosine, FSDP2 under torchrun)",
                  lambda p: _stage_args(p, "configs/pretrain/tiny.toml"), _pretrain),

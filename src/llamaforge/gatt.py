@@ -235,12 +235,14 @@ def main(cfg: GattConfig) -> dict:
     from llamaforge.model.checkpoint_io import load_model
     from llamaforge.parallel import barrier, init_distributed
     from llamaforge.tokenizer import Tokenizer
+    from llamaforge.train.loop import check_run_dir
 
     d = init_distributed(cfg.train.device)
     out = Path(cfg.out_dir)
     synth_path, stats_path = out / "gatt_data.jsonl", out / "gatt_synthesis.json"
     if not cfg.model.init_from:
         raise ValueError("model.init_from is required: the model dir whose answers GAtt samples")
+    check_run_dir(out, cfg.resume)  # before sampling: a run with checkpoints keeps its data unless resumed
     if d.is_main and not (cfg.resume and synth_path.is_file()):
         # one process samples (the synthetic set is small next to training); others wait
         dialogs = _user_turns(cfg.gatt.dialogs, cfg.gatt.max_dialogs)

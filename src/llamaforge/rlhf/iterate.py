@@ -131,12 +131,13 @@ def _collect(cfg: RLHFConfig, v: int, policy: str, previous: str | None, out: Pa
     return files
 
 
-def _with_paths(config_file: str, extra: list[Path]) -> list[str]:
-    """data.paths / data.weights flags: the config's own files (at their weights) plus ``extra`` at 1."""
+def _with_paths(config_file: str, overrides: list[str], extra: list[Path]) -> list[str]:
+    """data.paths / data.weights flags: the stage's own files (its config and ``overrides``, at their
+    weights) plus ``extra`` at weight 1."""
     from llamaforge.config import load_config
     from llamaforge.reward.train import RewardConfig
 
-    base = load_config(RewardConfig, config_file, [])
+    base = load_config(RewardConfig, config_file, overrides)
     weights = list(base.data.weights) or [1.0] * len(base.data.paths)
     return [_paths_flag("data.paths", list(base.data.paths) + extra),
             f"--data.weights=[{', '.join(str(w) for w in weights + [1.0] * len(extra))}]"]
@@ -153,21 +154,25 @@ def main(cfg: RLHFConfig) -> dict:
         raise ValueError("iterations must be >= 1 and collect.temperatures non-empty")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    policy, previous, versions = str(cfg.policy), None, []
+    policy, previous = str(cfg.policy), None
+    index = out / "versions.json"
+    earlier = json.loads(index.read_text()) if index.exists() else []  # kept beyond this run's versions
+    versions: list[dict] = []
     collected: dict[str, list[Path]] = {"helpful": [], "safety": []}
     for v in range(1, cfg.iterations + 1):
         vdir = out / f"v{v}"
         # 1. fresh preferences from the newest policy
         prefs = _collect(cfg, v, policy, previous, vdir / "prefs")
         for kind in collected:
-            collected[kind].append(prefs[kind])
+            if prefs[kind].stat().st_size:  # a round can keep no pair of a kind (all identical answers)
+                collected[kind].append(prefs[kind])
         # 2. both reward models, from the newest policy, on every preference file so far
         rms = {}
         for kind, module_cfg in (("helpful", cfg.stages.reward_helpful), ("safety", cfg.stages.reward_safety)):
             own, other = collected[kind], collected["safety" if kind == "helpful" else "helpful"]
             extra = own + (other if kind == "helpful" else [])  # the Helpfulness RM also sees safety pairs
-            flags = [f"--model.init_from={policy}", *_with_paths(module_cfg, extra),
-                     *getattr(cfg.overrides, f"reward_{kind}")]
+            own_flags = getattr(cfg.overrides, f"reward_{kind}")
+            flags = [f"--model.init_from={policy}", *own_flags, *_with_paths(module_cfg, own_flags, extra)]
             rms[kind] = _run_stage(f"V{v} {kind} reward model", reward, reward.RewardConfig, module_cfg,
                                    vdir / f"reward-{kind}", flags)
         rm_flags = [f"--reward.helpful={rms['helpful']['model_dir']}", f"--reward.safety={rms['safety']['model_dir']}"]
@@ -187,7 +192,7 @@ def main(cfg: RLHFConfig) -> dict:
         versions.append({"version": f"RLHF-V{v}", "policy": new_policy, "rs_model": rs["model_dir"],
                          "reward_helpful": rms["helpful"], "reward_safety": rms["safety"], "rejection_sampling": rs,
                          "ppo": ppo, "preferences": {k: str(p) for k, p in prefs.items()}})
-        (out / "versions.json").write_text(json.dumps(versions, indent=1, default=str))
+        index.write_text(json.dumps(versions + earlier[len(versions):], indent=1, default=str))
         previous, policy = policy, new_policy
         _say(f"RLHF-V{v}: {policy}")
     return {"versions": versions, "policy": policy, "out_dir": str(out)}

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from llamaforge.model import ModelArgs, Transformer
-from llamaforge.parallel import Dist, all_gather_object, all_reduce_mean, init_distributed
+from llamaforge.parallel import Dist, all_gather_object, all_reduce_max, all_reduce_mean, init_distributed
 from llamaforge.rlhf import ppo
 from llamaforge.rlhf.rewards import kl_penalty, logit, masked_mean, token_rewards, whiten
 from llamaforge.train.checkpoint import save_checkpoint
@@ -186,13 +186,12 @@ def _sampler(policy: nn.Module, args: ModelArgs, d: Dist, compiled: bool) -> nn.
 
 
 def _generate(sampler, prompts: list[list[int]], cfg: PPOConfig, eos_id: int, seed: int, d: Dist) -> list[list[int]]:
-    """This rank's share of the prompts answered (with EOS appended where the answer stopped),
-    gathered so every rank has all N answers."""
+    """Answers (EOS appended where the answer stopped) to ``prompts``, this rank's rows, in
+    length-grouped KV-cached batches."""
     from llamaforge.generation import SamplingParams, generate
 
-    mine = list(range(d.rank, len(prompts), d.world_size))
-    order = sorted(mine, key=lambda i: len(prompts[i]))  # similar lengths share a batch
-    out: dict[int, list[int]] = {}
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+    out: list[list[int]] = [[] for _ in prompts]
     was_training = sampler.training
     sampler.eval()
     size = cfg.ppo.generation_batch_size
@@ -203,22 +202,40 @@ def _generate(sampler, prompts: list[list[int]], cfg: PPOConfig, eos_id: int, se
         for i, r in zip(rows, generate(sampler, [prompts[i] for i in rows], params, eos_id=eos_id)):
             out[i] = r.tokens + ([eos_id] if r.finish_reason == "stop" else [])
     sampler.train(was_training)
-    merged: dict[int, list[int]] = {}
-    for part in all_gather_object(out, d):
-        merged.update(part)
-    return [merged[i] for i in range(len(prompts))]
+    return out
 
 
-def _load_frozen(path: str, d: Dist) -> nn.Module:
-    from llamaforge.model.checkpoint_io import load_model
+def _gather_rows(t: torch.Tensor, d: Dist, fill=0) -> torch.Tensor:
+    """Rank r's rows are global rows r, r + W, r + 2W, ...: every rank's [n, ...] tensor gathered
+    into the global [n * W, ...] (dim 1 padded with ``fill`` to the widest rank's first)."""
+    if d.world_size == 1:
+        return t
+    import torch.distributed as dist
 
-    model = load_model(path, device=d.device).eval()
+    if t.dim() > 1:
+        width = int(all_reduce_max(t.shape[1], d))
+        if t.shape[1] < width:
+            pad = torch.full((t.shape[0], width - t.shape[1], *t.shape[2:]), fill, dtype=t.dtype, device=t.device)
+            t = torch.cat([t, pad], dim=1)
+    flag = t.dtype == torch.bool  # gloo gathers no bools
+    t = t.to(torch.uint8) if flag else t
+    parts = [torch.empty_like(t) for _ in range(d.world_size)]
+    dist.all_gather(parts, t.contiguous())
+    out = torch.stack(parts, dim=1).flatten(0, 1)  # [n, W, ...] -> row j * W + r
+    return out.bool() if flag else out
+
+
+def _load_frozen(path: str, d: Dist, cfg: "PPOConfig", head: str) -> nn.Module:
+    """A frozen model (reference or reward model), sharded like the trained ones on N ranks."""
+    from llamaforge.model.checkpoint_io import load_args
+
+    model = build_model(load_args(path), d, precision=cfg.train.precision, init_from=path, head=head).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
 
 
-def _check(cfg: PPOConfig) -> None:
+def _check(cfg: PPOConfig, world: int = 1) -> None:
     if not cfg.model.init_from:
         raise ValueError("model.init_from is required: the policy's model dir (the rejection-sampling model)")
     if not cfg.reward.helpful:
@@ -227,30 +244,40 @@ def _check(cfg: PPOConfig) -> None:
     if p.prompts_per_iteration < 1 or p.minibatch_size < 1 or p.prompts_per_iteration % p.minibatch_size:
         raise ValueError(f"ppo.prompts_per_iteration={p.prompts_per_iteration} must be a positive multiple of "
                          f"ppo.minibatch_size={p.minibatch_size}")
-    if p.minibatch_size % cfg.train.micro_batch_size:
-        raise ValueError(f"ppo.minibatch_size={p.minibatch_size} must be a multiple of "
-                         f"train.micro_batch_size={cfg.train.micro_batch_size}")
+    if p.minibatch_size % (cfg.train.micro_batch_size * world):
+        raise ValueError(f"ppo.minibatch_size={p.minibatch_size} must be a multiple of train.micro_batch_size "
+                         f"* ranks = {cfg.train.micro_batch_size} * {world}")
     if not (p.temperature > 0 and 0 < p.clip and 0 < p.value_clip and p.beta >= 0):
         raise ValueError("ppo.temperature and ppo.clip / value_clip must be > 0 and ppo.beta >= 0")
 
 
 @torch.no_grad()
 def evaluate(policy, rms, tokenizer, records: list[dict], cfg: PPOConfig, args: ModelArgs, d: Dist) -> dict:
-    """Mean R_c (and the two RMs' means) of greedy answers to held-out prompts."""
+    """Mean R_c (and the two RMs' means) of greedy answers to held-out prompts (split over ranks)."""
     from llamaforge.chat_format import encode_dialog
     from llamaforge.generation import SamplingParams, generate
     from llamaforge.reward.score import is_safety_prompt
 
     sampler = _sampler(policy, args, d, cfg.train.compile)
-    prompts = [encode_dialog(tokenizer, r["prompt"]).tokens for r in records]
+    per_rank = -(-len(records) // d.world_size)
+    mine = [(d.rank + j * d.world_size) for j in range(per_rank)]  # the same count on every rank (FSDP)
+    real = torch.tensor([i < len(records) for i in mine], dtype=torch.float64)
+    mine = [i % len(records) for i in mine]
+    prompts = [encode_dialog(tokenizer, records[i]["prompt"]).tokens for i in mine]
     params = SamplingParams(temperature=0.0, max_new_tokens=cfg.ppo.max_new_tokens)
     answers = []
     for s in range(0, len(prompts), cfg.ppo.generation_batch_size):
         batch = prompts[s:s + cfg.ppo.generation_batch_size]
         answers += [r.tokens + ([tokenizer.eos_id] if r.finish_reason == "stop" else [])
                     for r in generate(sampler, batch, params, eos_id=tokenizer.eos_id)]
-    scores = rms.score_ids([p + a for p, a in zip(prompts, answers)], [is_safety_prompt(r) for r in records])
-    return {f"eval_{k}": float(v.mean()) for k, v in scores.items() if v is not None}
+    scores = rms.score_ids([p + a for p, a in zip(prompts, answers)], [is_safety_prompt(records[i]) for i in mine])
+    out = {}
+    for k, v in scores.items():
+        if v is not None:
+            sums = torch.stack([(v.double() * real).sum(), real.sum()]).to(d.device)
+            sums = all_reduce_mean(sums, d)
+            out[f"eval_{k}"] = float(sums[0] / sums[1])
+    return out
 
 
 def main(cfg: PPOConfig, *, reward_models=None) -> dict:
@@ -268,8 +295,8 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
     from llamaforge.reward.score import RewardModels, is_safety_prompt
     from llamaforge.tokenizer import Tokenizer
 
-    _check(cfg)
     d = init_distributed(cfg.train.device)
+    _check(cfg, d.world_size)
     run_dir, ckpt_root = check_run_dir(cfg.out_dir, cfg.resume)
     autocast, _ = autocast_for(cfg.train.precision, d)
     args = load_args(cfg.model.init_from)
@@ -290,9 +317,11 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                  activation_checkpointing=cfg.train.activation_checkpointing)
     policy = build_model(args, d, init_from=cfg.model.init_from, **build)
     value = build_model(args, d, init_from=cfg.model.value_from or cfg.reward.helpful, head="scalar", **build)
-    reference = _load_frozen(cfg.model.reference or cfg.model.init_from, d)
-    rms = reward_models or RewardModels(_load_frozen(cfg.reward.helpful, d), _load_frozen(cfg.reward.safety, d)
-                                        if cfg.reward.safety else None, batch_size=p.generation_batch_size)
+    reference = _load_frozen(cfg.model.reference or cfg.model.init_from, d, cfg, "lm")
+    rms = reward_models or RewardModels(
+        _load_frozen(cfg.reward.helpful, d, cfg, "scalar"),
+        _load_frozen(cfg.reward.safety, d, cfg, "scalar") if cfg.reward.safety else None,
+        batch_size=p.generation_batch_size)
     both = nn.ModuleDict({"policy": policy, "value": value})  # one checkpoint for the two trained models
     opt_policy = build_optimizer(policy, cfg.optim)
     opt_value = build_optimizer(value, OptimConfig(**{**vars(cfg.optim), "lr": p.value_lr}))
@@ -300,18 +329,19 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
     state = resume(ckpt_root, both, optimizers, d, cfg.resume)
     it = state["iteration"] if state else 0
     best, since_best = (state["best_eval"], state["evals_since_best"]) if state else (-math.inf, 0)
-    guards = [StepGuard(cfg.train.max_bad_steps, ckpt_root, d, skipped=state["skipped_steps"] if state else 0)
-              for _ in range(2)]
+    skipped = state.get("skipped_steps", [0, 0]) if state else [0, 0]  # [policy, value]
+    guards = [StepGuard(cfg.train.max_bad_steps, ckpt_root, d, skipped=n) for n in skipped]
     write_config(run_dir, cfg, d)
     logger = MetricsLogger(run_dir, resume_step=it if state else None, tensorboard=cfg.log.tensorboard) \
         if d.is_main else None
     bar = progress_bar(p.iterations, it, "ppo", d, cfg.log.progress)
     row: dict = {}
-    n_mb, n_micro = p.prompts_per_iteration // p.minibatch_size, p.minibatch_size // micro
+    world = d.world_size
+    n_mb, n_micro = p.prompts_per_iteration // p.minibatch_size, p.minibatch_size // (micro * world)
 
     def _checkpoint(at: int) -> None:
         save_checkpoint(ckpt_root, at, both, optimizers, {"step": at, "iteration": at, "best_eval": best,
-                        "evals_since_best": since_best, "skipped_steps": guards[0].skipped}, d,
+                        "evals_since_best": since_best, "skipped_steps": [g.skipped for g in guards]}, d,
                         keep=cfg.checkpoint.keep)
 
     with SignalStop(d) as signals:
@@ -325,20 +355,21 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                     order = keep[:]
                     random.Random(f"llamaforge.ppo:{cfg.data.seed}:{k // len(keep)}").shuffle(order)
                     idx.append(order[k % len(keep)])
-                prompts = [encoded[i] for i in idx]
+                mine = idx[d.rank::world]  # global rows rank, rank + W, ...: this rank's rollouts
+                prompts = [encoded[i] for i in mine]
 
                 # 2. rollouts: full weights gathered once, then large KV-cached batches
                 sampler = _sampler(policy, args, d, cfg.train.compile)
                 answers = _generate(sampler, prompts, cfg, tokenizer.eos_id, cfg.data.seed * 100003 + it, d)
+                answers = [a or [tokenizer.eos_id] for a in answers]  # an empty answer is its EOS
                 del sampler
                 t_gen = time.perf_counter()
 
-                # 3. scores and per-token outputs of the four models on the same tokens
-                tokens, mask = rollout_tensors(prompts, [a or [tokenizer.eos_id] for a in answers])
+                # 3. scores and per-token outputs of the four models on this rank's rows, then gathered
+                tokens, mask = rollout_tensors(prompts, answers)
                 tokens, mask = tokens.to(d.device), mask.to(d.device)
-                rc = rms.score_ids([q + (a or [tokenizer.eos_id]) for q, a in zip(prompts, answers)],
-                                   [is_safety_prompt(records[i]) for i in idx])
-                score = whiten(logit(rc["combined"])).to(d.device)  # [N]
+                scores = rms.score_ids([q + a for q, a in zip(prompts, answers)],
+                                       [is_safety_prompt(records[i]) for i in mine])
                 policy.eval()
                 value.eval()
                 old_lp = _in_chunks(lambda x: _token_logprobs(policy, x, T, autocast), tokens, micro)
@@ -346,8 +377,12 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                 old_v = _in_chunks(lambda x: _values(value, x, autocast), tokens, micro)
                 policy.train()
                 value.train()
+                rc = {k: _gather_rows(v.to(d.device), d).cpu() for k, v in scores.items() if v is not None}
+                tokens, mask = _gather_rows(tokens, d), _gather_rows(mask, d, fill=False)
+                old_lp, ref_lp, old_v = (_gather_rows(t, d) for t in (old_lp, ref_lp, old_v))
 
-                # 4. the paper's reward, GAE
+                # 4. the paper's reward over the whole batch, GAE
+                score = whiten(logit(rc["combined"])).to(d.device)  # [N]
                 kl = kl_penalty(old_lp, ref_lp, mask)  # [N, L-1]
                 rewards = token_rewards(score, kl, mask, p.beta)
                 adv, ret = ppo.gae(rewards, old_v, mask, p.gamma, p.lam)
@@ -355,7 +390,8 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                     adv = whiten(adv, mask)
                 t_score = time.perf_counter()
 
-                # 5. minibatches of minibatch_size rollouts, one step each for policy and value model
+                # 5. minibatches of minibatch_size rollouts (split over ranks), one step each for the
+                # policy and the value model; the loss is a mean per answer token of the minibatch
                 stats: dict[str, float] = {}
                 g = torch.Generator().manual_seed(cfg.data.seed * 7919 + it)
                 for _ in range(p.epochs):
@@ -363,23 +399,29 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                     for mb in range(n_mb):
                         rows_mb = perm[mb * p.minibatch_size:(mb + 1) * p.minibatch_size]
                         n_tok = mask[rows_mb].sum().clamp(min=1)
-                        sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0,
-                                "entropy": 0.0, "value_clip_fraction": 0.0}
+                        local = rows_mb[d.rank::world]
+                        sums = dict.fromkeys(("policy_loss", "value_loss", "clip_fraction", "approx_kl", "entropy",
+                                              "value_clip_fraction"), 0.0)
                         for u in range(n_micro):
-                            r = rows_mb[u * micro:(u + 1) * micro]
+                            if world > 1:
+                                for model in (policy, value):
+                                    model.set_requires_gradient_sync(u == n_micro - 1)
+                            r = local[u * micro:(u + 1) * micro]
                             m = mask[r]
-                            share = m.sum() / n_tok  # token-weighted: the minibatch loss is a mean per token
+                            share = m.sum() / n_tok  # this micro-batch's part of the minibatch's tokens
                             lp, ent = _token_logprobs(policy, tokens[r], T, autocast, entropy=True)
                             pl, ps = ppo.policy_loss(lp, old_lp[r], adv[r], m, p.clip)
-                            (pl * share).backward()
+                            (pl * share * world).backward()  # FSDP averages gradients over ranks
                             vl, vs = ppo.value_loss(_values(value, tokens[r], autocast), old_v[r], ret[r], m,
                                                     p.value_clip)
-                            (vl * share).backward()
+                            (vl * share * world).backward()
                             for k, v in (("policy_loss", pl), ("value_loss", vl), ("clip_fraction",
                                          ps["clip_fraction"]), ("approx_kl", ps["approx_kl"]),
                                          ("entropy", masked_mean(ent.detach(), m)),
                                          ("value_clip_fraction", vs["clip_fraction"])):
                                 sums[k] += float(v.detach()) * float(share)
+                        total = all_reduce_mean(torch.tensor(list(sums.values()), device=d.device), d) * world
+                        sums = dict(zip(sums, total.tolist()))  # summed over ranks: the minibatch's means
                         for k, v in sums.items():
                             stats[k] = stats.get(k, 0.0) + v / (n_mb * p.epochs)
                         guards[0].step(policy, opt_policy, sums["policy_loss"], cfg.optim.grad_clip, it)
@@ -389,15 +431,15 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
 
                 # 6. metrics, held-out reward and early stopping, checkpoints
                 lengths = mask.sum(1).float()
+                everyone = [a for part in all_gather_object(answers, d) for a in part]
                 row = {"step": it, "reward": float(rc["combined"].mean()), "reward_helpful": float(rc["helpful"].mean()),
-                       **({"reward_safety": float(rc["safety"].mean())} if rc["safety"] is not None else {}),
+                       **({"reward_safety": float(rc["safety"].mean())} if "safety" in rc else {}),
                        "kl": float((kl * mask).sum(1).mean()), "answer_tokens": float(lengths.mean()),
-                       "stopped_fraction": float(sum(bool(a) and a[-1] == tokenizer.eos_id for a in answers)
-                                                 / len(answers)),
-                       "distinct_answers": len({tuple(a) for a in answers}) / len(answers),
-                       **{k: float(all_reduce_mean(torch.tensor(v, device=d.device), d)) for k, v in stats.items()},
+                       "stopped_fraction": sum(a[-1] == tokenizer.eos_id for a in everyone) / len(everyone),
+                       "distinct_answers": len({tuple(a) for a in everyone}) / len(everyone), **stats,
                        "time_generation_s": t_gen - t0, "time_scoring_s": t_score - t_gen,
-                       "time_training_s": t_train - t_score, "skipped_steps": guards[0].skipped}
+                       "time_training_s": t_train - t_score, "skipped_steps": guards[0].skipped,
+                       "skipped_value_steps": guards[1].skipped}
                 last = it == p.iterations
                 stop_early = False
                 if held_out and ((cfg.eval.every and it % cfg.eval.every == 0) or last):
