@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from llamaforge.tokenizer import Tokenizer, train_tokenizer
 
@@ -79,3 +80,13 @@ def world_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_tokenizer([corpus], 512, root / "tok", num_threads=1)
     prepare([corpus], root / "tok", root / "data", num_workers=1, progress=False)
     return root / "data"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    on 2 shared cores a second thread mostly waits (observed 10-50x slower forwards); restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

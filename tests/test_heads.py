@@ -23,14 +23,7 @@ from llamaforge.train.loop import build_model, export_model  # noqa: E402
 PRESETS = ["debug", "debug-gqa"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tensors are tiny, and on 2 shared cores a second thread mostly waits
-    (observed 10-50x slower forwards); restored for the other test modules."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

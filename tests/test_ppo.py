@@ -25,14 +25,7 @@ PROMPTS = [f"Tell me about the {x}." for x in
 LOW = 250  # the rule reward's "good" tokens: ids below this, about half of the 500-piece vocab
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the debug model's tensors are tiny, and on 2 shared cores a second thread
-    mostly waits (measured 3 s vs 49 s for 30 iterations under load); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

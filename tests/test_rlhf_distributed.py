@@ -22,18 +22,9 @@ from llamaforge.rlhf import ppo_train
 from llamaforge.train.metrics import read_metrics
 from llamaforge.world.splits import WorldSizes, world_splits
 
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for the in-process runs (as in the other RLHF tests); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,7 @@ tensorboard = false
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread, as in the other RLHF tests: the debug tensors are tiny and a second thread
-    on a shared 2-core machine mostly waits; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _jsonl(path: Path, records) -> Path:

@@ -73,45 +73,49 @@ def _read(world: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in (world / f"{name}.jsonl").read_text().splitlines() if line.strip()]
 
 
-def _evaluate(model_dir: Path, world: Path, out: Path, *, helpful: bool = True, adherence: bool = True) -> dict:
-    """Task accuracy, safety rates and constraint adherence of one model (cached in ``out``)."""
+def _held_out(world: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    return _read(world, "helpful_eval"), _read(world, "unsafe_eval"), _read(world, "borderline_eval")
+
+
+def _evaluate(model_dir: Path, world: Path, out: Path, *, adherence: bool = True) -> dict:
+    """Task accuracy, safety rates and constraint adherence of one model, and its greedy answers to
+    the held-out prompts (cached in ``out``)."""
     if out.exists():
         return json.loads(out.read_text())
-    from llamaforge.eval import constraint_adherence, safety_rates, task_accuracy
+    from llamaforge.eval import answer, constraint_adherence, safety_scores, task_scores
     from llamaforge.model.checkpoint_io import load_model
     from llamaforge.tokenizer import Tokenizer
 
     tok, model = Tokenizer(model_dir), load_model(model_dir).eval()
     _say(f"evaluating {model_dir}")
-    result = {}
+    helpful, unsafe, borderline = _held_out(world)
+    answers = answer(model, tok, [r["messages"][:-1] for r in helpful + unsafe + borderline])
+    result = {"helpful": task_scores(helpful, answers[:len(helpful)]),
+              "safety": safety_scores(unsafe, borderline, answers[len(helpful):]), "answers": answers}
     if adherence:
         result["adherence"] = constraint_adherence(model, tok, _read(world, "gatt_eval"), max_new_tokens=48)
-    if helpful:
-        result["helpful"] = task_accuracy(model, tok, _read(world, "helpful_eval"))
-        result["safety"] = safety_rates(model, tok, _read(world, "unsafe_eval"), _read(world, "borderline_eval"))
     out.write_text(json.dumps(result, indent=1))
     return result
 
 
-def _rlhf_eval(models: dict[str, Path], rms: dict, world: Path, out: Path) -> dict:
-    """Mean R_c of greedy answers to the held-out prompts under the final RMs, per model, and the
+def _rlhf_eval(evals: dict[str, dict], model_dir: Path, rms: dict, world: Path, out: Path) -> dict:
+    """Mean R_c of each model's greedy answers to the held-out prompts under the final RMs, and the
     last model's win rate over the first judged by the simulated annotators (cached in ``out``)."""
     if out.exists():
         return json.loads(out.read_text())
-    from llamaforge.eval import reward_means, win_rate
+    from llamaforge.eval import judge_pairs, reward_of_answers
     from llamaforge.model.checkpoint_io import load_model
     from llamaforge.reward.score import RewardModels
     from llamaforge.tokenizer import Tokenizer
 
     _say("held-out reward of each stage and the win rate over SFT")
-    records = _read(world, "helpful_eval") + _read(world, "unsafe_eval") + _read(world, "borderline_eval")
-    loaded = {name: load_model(path).eval() for name, path in models.items()}
-    tok = Tokenizer(next(iter(models.values())))
+    records = [r for split in _held_out(world) for r in split]
+    tok = Tokenizer(model_dir)
     judges = RewardModels(load_model(rms["helpful"]).eval(), load_model(rms["safety"]).eval())
-    result = {"reward": reward_means(loaded, tok, records, judges)}
-    names = list(models)
+    result = {"reward": {name: reward_of_answers(judges, tok, records, e["answers"]) for name, e in evals.items()}}
+    names = list(evals)
     result["win_rate"] = {"model": names[-1], "baseline": names[0],
-                          **win_rate(loaded[names[-1]], loaded[names[0]], tok, records)}
+                          **judge_pairs(records, evals[names[-1]]["answers"], evals[names[0]]["answers"])}
     out.write_text(json.dumps(result, indent=1))
     return result
 
@@ -193,7 +197,7 @@ def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: in
     evals = {name: _evaluate(path, world, out / f"eval_{name.lower()}.json", adherence=path == final)
              for name, path in stage_models.items()}
     rms = {"helpful": version["reward_helpful"]["model_dir"], "safety": version["reward_safety"]["model_dir"]}
-    rlhf_eval = _rlhf_eval(stage_models, rms, world, out / "eval_rlhf.json")
+    rlhf_eval = _rlhf_eval(evals, final, rms, world, out / "eval_rlhf.json")
     times["eval"] = time.perf_counter() - t0
 
     # 7. Ghost Attention from the RLHF model

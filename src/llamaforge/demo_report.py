@@ -195,7 +195,7 @@ def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: flo
         "## Pretraining", "",
         f"- validation loss {val_loss:.3f} nats/token against the corpus's unigram entropy {entropy:.3f} "
         "(the loss of a model that knows only token frequencies)." if val_loss is not None else "- no validation loss",
-        "", "## Reward models (RLHF-V1, held-out preference pairs)", "",
+        "", "## Reward models (RLHF-V1; held-out preference pairs, in the form of the paper's Tables 8 and 29)", "",
         *_rm_table("Helpfulness RM", rlhf["reward_helpful"], targets),
         *_rm_table("Safety RM", rlhf["reward_safety"], targets),
         "## Stage by stage (held-out prompts, greedy answers)", "",

@@ -1,8 +1,12 @@
 """Evaluations on the built-in world: task accuracy, safety rates and GAtt's constraint adherence
 (``eval.tasks``), pairwise win rates judged by the simulated annotators and held-out reward
-(``eval.winrate``); the paper's human-evaluation protocols join in later stages."""
+(``eval.winrate``); the paper's human-evaluation protocols join in later stages. Each measure that
+generates has a twin that scores given answers (``task_scores``, ``safety_scores``, ``judge_pairs``,
+``reward_of_answers``), so one set of greedy answers serves them all."""
 
-from llamaforge.eval.tasks import answer, constraint_adherence, judge, safety_rates, task_accuracy
-from llamaforge.eval.winrate import reward_means, win_rate
+from llamaforge.eval.tasks import (answer, constraint_adherence, judge, safety_rates, safety_scores, task_accuracy,
+                                   task_scores)
+from llamaforge.eval.winrate import judge_pairs, reward_means, reward_of_answers, win_rate
 
-__all__ = ["answer", "judge", "task_accuracy", "safety_rates", "constraint_adherence", "win_rate", "reward_means"]
+__all__ = ["answer", "judge", "task_accuracy", "task_scores", "safety_rates", "safety_scores",
+           "constraint_adherence", "win_rate", "judge_pairs", "reward_means", "reward_of_answers"]

@@ -22,7 +22,8 @@ import torch
 
 from llamaforge.generation import SamplingParams, chat
 
-__all__ = ["judge", "answer", "task_accuracy", "safety_rates", "constraint_adherence"]
+__all__ = ["judge", "answer", "task_accuracy", "task_scores", "safety_rates", "safety_scores",
+           "constraint_adherence"]
 
 
 def judge(check: dict, response: str) -> str | bool:
@@ -52,7 +53,13 @@ def task_accuracy(model, tokenizer, records: Sequence[dict], *, max_new_tokens: 
         {"accuracy", "n", "by_family": {family: accuracy}, "samples": [first few {prompt, answer, correct}]}.
     """
     prompts = [r["messages"][:-1] for r in records]
-    answers = answer(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return task_scores(records, answer(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                       batch_size=batch_size), samples=samples)
+
+
+def task_scores(records: Sequence[dict], answers: Sequence[str], *, samples: int = 5) -> dict:
+    """``task_accuracy`` of given answers (one per record, to its last user turn)."""
+    prompts = [r["messages"][:-1] for r in records]
     ok = [bool(judge(r["checks"][-1], a)) for r, a in zip(records, answers)]
     by_family: dict[str, list[bool]] = defaultdict(list)
     for r, good in zip(records, ok):
@@ -75,6 +82,13 @@ def safety_rates(model, tokenizer, unsafe: Sequence[dict], borderline: Sequence[
     records = list(unsafe) + list(borderline)
     answers = answer(model, tokenizer, [r["messages"][:-1] for r in records], max_new_tokens=max_new_tokens,
                      batch_size=batch_size)
+    return safety_scores(unsafe, borderline, answers, samples=samples)
+
+
+def safety_scores(unsafe: Sequence[dict], borderline: Sequence[dict], answers: Sequence[str], *,
+                  samples: int = 3) -> dict:
+    """``safety_rates`` of given answers (to the unsafe prompts, then to the borderline ones)."""
+    records = list(unsafe) + list(borderline)
     classes = [judge(r["checks"][-1], a) for r, a in zip(records, answers)]
     u, b = classes[:len(unsafe)], classes[len(unsafe):]
     by_cat: dict[str, list[bool]] = defaultdict(list)

@@ -3,7 +3,9 @@ Figure 2's model-as-judge protocol): each prompt's two greedy answers are shown 
 random order, rated by a panel of 3 raters, and the majority decides.
 
     win_rate(model, baseline, tokenizer, records)  {"win", "tie", "loss", "win_rate", "ci95", ...}
-    reward_means(models, tokenizer, records)       held-out mean R_c of greedy answers, per model
+    judge_pairs(records, ours, theirs)             the same for given answers
+    reward_means(models, tokenizer, records, rms)  held-out mean R_c of greedy answers, per model
+    reward_of_answers(rms, tokenizer, records, answers)   the same for given answers
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 
-__all__ = ["win_rate", "reward_means"]
+__all__ = ["win_rate", "judge_pairs", "reward_means", "reward_of_answers"]
 
 
 def _interval(wins: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -38,11 +40,20 @@ def win_rate(model, baseline, tokenizer, records: Sequence[dict], *, seed: int =
         the two answers are the same text (counted as ties, never rated), "samples"}.
     """
     from llamaforge.eval.tasks import answer
-    from llamaforge.world.annotators import majority, panel
 
     prompts = [r["messages"][:-1] for r in records]
     ours = answer(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     theirs = answer(baseline, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return judge_pairs(records, ours, theirs, seed=seed, n_raters=n_raters, noise=noise, samples=samples)
+
+
+def judge_pairs(records: Sequence[dict], ours: Sequence[str], theirs: Sequence[str], *, seed: int = 0,
+                n_raters: int = 3, noise: float = 0.5, samples: int = 3) -> dict:
+    """``win_rate`` of given answers: ``ours[i]`` against ``theirs[i]`` for ``records[i]``."""
+    from llamaforge.world.annotators import majority, panel
+
+    if not len(records) == len(ours) == len(theirs):
+        raise ValueError(f"judge_pairs: {len(records)} records, {len(ours)} and {len(theirs)} answers")
     rng = random.Random(f"llamaforge.eval.winrate:{seed}")
     counts, identical, shown = {"win": 0, "tie": 0, "loss": 0}, 0, []
     for r, a, b in zip(records, ours, theirs):
@@ -78,9 +89,13 @@ def reward_means(models: dict, tokenizer, records: Sequence[dict], reward_models
     from llamaforge.eval.tasks import answer
 
     prompts = [r["messages"][:-1] if r["messages"][-1]["role"] == "assistant" else r["messages"] for r in records]
-    out = {}
-    for name, model in models.items():
-        answers = answer(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        scores = reward_models.score(tokenizer, records, answers)
-        out[name] = {k: float(v.mean()) for k, v in scores.items() if v is not None}
-    return out
+    return {name: reward_of_answers(reward_models, tokenizer, records,
+                                    answer(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                           batch_size=batch_size))
+            for name, model in models.items()}
+
+
+def reward_of_answers(reward_models, tokenizer, records: Sequence[dict], answers: Sequence[str]) -> dict:
+    """{"helpful", "safety", "combined"}: the mean RM scores of given answers to ``records``."""
+    scores = reward_models.score(tokenizer, records, answers)
+    return {k: float(v.mean()) for k, v in scores.items() if v is not None}

@@ -26,15 +26,14 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from llamaforge.model import ModelArgs
 from llamaforge.parallel import Dist, all_gather_object, all_reduce_mean, init_distributed
 from llamaforge.reward.loss import MARGINS, margin_values, ranking_loss
 from llamaforge.reward.score import right_pad
 from llamaforge.train.checkpoint import save_checkpoint
 from llamaforge.train.common import OptimConfig, build_optimizer, lr_at, set_lr
-from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, autocast_for, build_model,
-                                   check_run_dir, checkpoint_or_stop, finish_run, log_step, progress_bar, resume,
-                                   write_config)
+from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, accumulation, autocast_for,
+                                   build_model, check_run_dir, checkpoint_or_stop, finetune_args, finish_run, log_step,
+                                   progress_bar, resume, write_config)
 from llamaforge.train.metrics import MetricsLogger
 
 __all__ = ["RewardConfig", "Pair", "load_pairs", "score_pairs", "main"]
@@ -194,22 +193,11 @@ def main(cfg: RewardConfig) -> dict:
     d = init_distributed(cfg.train.device)
     run_dir, ckpt_root = check_run_dir(cfg.out_dir, cfg.resume)
     autocast, _ = autocast_for(cfg.train.precision, d)
-    if not cfg.model.init_from:
-        raise ValueError("model.init_from is required: the chat model dir the reward model starts from")
-    from llamaforge.model.checkpoint_io import load_args
     from llamaforge.tokenizer import Tokenizer
 
-    args = load_args(cfg.model.init_from)
-    if cfg.model.max_seq_len:
-        args = ModelArgs(**{**vars(args), "max_seq_len": cfg.model.max_seq_len})
-    if cfg.data.seq_len > args.max_seq_len:
-        raise ValueError(f"data.seq_len={cfg.data.seq_len} is beyond the model's context (max_seq_len="
-                         f"{args.max_seq_len}); lower it or set model.max_seq_len")
-    per_micro = cfg.train.micro_batch_size * d.world_size
-    accum, rest = divmod(cfg.train.batch_size, per_micro)
-    if accum < 1 or rest:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} must be a positive multiple of "
-                         f"train.micro_batch_size * ranks = {cfg.train.micro_batch_size} * {d.world_size}")
+    args = finetune_args(cfg.model.init_from, cfg.model.max_seq_len, cfg.data.seq_len,
+                         what="the chat model dir the reward model starts from")
+    accum = accumulation(cfg.train.batch_size, cfg.train.micro_batch_size, d)
     tok_path = cfg.tokenizer or cfg.model.init_from
 
     # 1. data: preference JSONL -> validated, encoded (prompt + answer + EOS) pairs

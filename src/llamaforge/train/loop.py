@@ -25,7 +25,8 @@ from llamaforge.parallel import Dist, all_reduce_max, parallelize
 from llamaforge.train.checkpoint import latest_checkpoint, load_checkpoint
 from llamaforge.train.common import TrainingError, clip_grad_norm, init_params
 
-__all__ = ["CheckpointConfig", "LogConfig", "check_run_dir", "write_config", "autocast_for", "build_model",
+__all__ = ["CheckpointConfig", "LogConfig", "check_run_dir", "write_config", "autocast_for", "finetune_args",
+           "accumulation", "build_model",
            "resume", "StepGuard", "SignalStop", "progress_bar", "log_step", "checkpoint_or_stop", "export_model",
            "finish_run"]
 
@@ -66,6 +67,32 @@ def autocast_for(precision: str, d: Dist):
     if precision == "bf16":
         return torch.autocast(d.device.type, dtype=torch.bfloat16), torch.bfloat16
     return nullcontext(), torch.float32
+
+
+def finetune_args(init_from: str, max_seq_len: Optional[int], seq_len: int, what: str = "the model dir to fine-tune"
+                  ) -> ModelArgs:
+    """The architecture of the model dir a fine-tuning stage starts from (``model.init_from``), its
+    context optionally raised to ``model.max_seq_len``, checked against the data's ``seq_len``."""
+    from llamaforge.model.checkpoint_io import load_args
+
+    if not init_from:
+        raise ValueError(f"model.init_from is required: {what}")
+    args = load_args(init_from)
+    if max_seq_len:
+        args = ModelArgs(**{**vars(args), "max_seq_len": max_seq_len})
+    if seq_len > args.max_seq_len:
+        raise ValueError(f"data.seq_len={seq_len} is beyond the model's context "
+                         f"(max_seq_len={args.max_seq_len}); lower it or set model.max_seq_len")
+    return args
+
+
+def accumulation(batch_size: int, micro_batch_size: int, d: Dist) -> int:
+    """Micro-batches per rank and update: ``train.batch_size`` must be a multiple of micro x ranks."""
+    accum, rest = divmod(batch_size, micro_batch_size * d.world_size)
+    if accum < 1 or rest:
+        raise ValueError(f"train.batch_size={batch_size} must be a positive multiple of "
+                         f"train.micro_batch_size * ranks = {micro_batch_size} * {d.world_size}")
+    return accum
 
 
 def build_model(args: ModelArgs, d: Dist, *, precision: str, compile: bool = False,

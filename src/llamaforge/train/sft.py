@@ -24,13 +24,12 @@ from typing import Optional
 import torch
 
 from llamaforge.data.sft import SFTData, block_causal_mask, load_examples
-from llamaforge.model import ModelArgs
 from llamaforge.parallel import Dist, all_reduce_mean, init_distributed
 from llamaforge.train.checkpoint import save_checkpoint
 from llamaforge.train.common import OptimConfig, build_optimizer, lr_at, set_lr
-from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, autocast_for, build_model,
-                                   check_run_dir, checkpoint_or_stop, finish_run, log_step, progress_bar, resume,
-                                   write_config)
+from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, StepGuard, accumulation, autocast_for,
+                                   build_model, check_run_dir, checkpoint_or_stop, finetune_args, finish_run, log_step,
+                                   progress_bar, resume, write_config)
 from llamaforge.train.metrics import MetricsLogger
 
 __all__ = ["SFTConfig", "main", "run"]
@@ -90,29 +89,6 @@ class SFTConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-def _model_args(cfg: SFTConfig) -> ModelArgs:
-    from llamaforge.model.checkpoint_io import load_args
-
-    if not cfg.model.init_from:
-        raise ValueError("model.init_from is required: the model dir to fine-tune")
-    args = load_args(cfg.model.init_from)
-    if cfg.model.max_seq_len:
-        args = ModelArgs(**{**vars(args), "max_seq_len": cfg.model.max_seq_len})
-    if cfg.data.seq_len > args.max_seq_len:
-        raise ValueError(f"data.seq_len={cfg.data.seq_len} is beyond the model's context "
-                         f"(max_seq_len={args.max_seq_len}); lower it or set model.max_seq_len")
-    return args
-
-
-def _accumulation(cfg: SFTConfig, d: Dist) -> int:
-    per_micro = cfg.train.micro_batch_size * d.world_size
-    accum, rest = divmod(cfg.train.batch_size, per_micro)
-    if accum < 1 or rest:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} must be a positive multiple of "
-                         f"train.micro_batch_size * ranks = {cfg.train.micro_batch_size} * {d.world_size}")
-    return accum
-
-
 def _loss_sum(model, batch, autocast, device) -> torch.Tensor:
     """Summed answer-token loss of one packed micro-batch (attention inside each sample)."""
     mask = block_causal_mask(batch.doc_ids.to(device))  # [B, 1, T, T]
@@ -148,8 +124,8 @@ def run(cfg: SFTConfig, stage: str = "sft") -> dict:
     d = init_distributed(cfg.train.device)
     run_dir, ckpt_root = check_run_dir(cfg.out_dir, cfg.resume)
     autocast, _ = autocast_for(cfg.train.precision, d)
-    args = _model_args(cfg)
-    accum = _accumulation(cfg, d)
+    args = finetune_args(cfg.model.init_from, cfg.model.max_seq_len, cfg.data.seq_len)
+    accum = accumulation(cfg.train.batch_size, cfg.train.micro_batch_size, d)
     tok_path = cfg.tokenizer or cfg.model.init_from
 
     # 1. data: dialogs -> answer-masked examples -> packed sequences

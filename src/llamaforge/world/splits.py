@@ -185,6 +185,7 @@ def world_splits(seed: int = 0, *, world_seed: int = 0, sizes: WorldSizes = Worl
     rlhf = (helpful_tasks(world, sizes.rlhf_helpful, s + 10, turns=(1, 2))
             + safety_prompts(world, sizes.rlhf_unsafe, s + 11, kind="unsafe")
             + safety_prompts(world, sizes.rlhf_borderline, s + 12, kind="borderline"))
+    random.Random(f"llamaforge.splits.rlhf:{seed}").shuffle(rlhf)  # any prefix (max_prompts) mixes the kinds
     seen = {_prompt_key(r) for r in sft + safety + rlhf}
     splits = {
         "sft": sft,
