@@ -26,6 +26,8 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_hf.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pretrain.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_data.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_rollout.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_ppo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -412,7 +412,7 @@ def test_bad_params_json(text, match, tmp_path):
     ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}}, "unsupported RoPE"),
     ({"model_type": "mistral"}, "model_type"), ({"hidden_act": "gelu"}, "hidden_act"),
     ({"sliding_window": 4096}, "sliding_window"), ({"head_dim": 32}, "head_dim"),
-    ({"architectures": ["LlamaForSequenceClassification"]}, "architectures"),
+    ({"architectures": ["LlamaForTokenClassification"]}, "architectures"),
     ({"rope_theta": 5e5}, "disagree"), ({"num_hidden_layers": 2.0}, "num_hidden_layers=2.0"),
     ({"rms_norm_eps": "1e-5"}, "rms_norm_eps='1e-5' is not a number"),
 ])
