@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from benchutil import reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
+from benchutil import load_side, reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -36,16 +36,7 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    if impl == "llamaforge":
-        from llamaforge.model.checkpoint_io import load_model
-
-        model = load_model(model_dir, dtype=torch.float32)
-        vocab = model.args.vocab_size
-    else:
-        from transformers import LlamaForCausalLM
-
-        model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
-        vocab = model.config.vocab_size
+    model, vocab = load_side(impl, model_dir)
     gen = torch.Generator().manual_seed(1234)
 
     if task.startswith("decode"):

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from benchutil import machine_line, reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
+from benchutil import load_side, machine_line, reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -57,15 +57,7 @@ def worker(impl: str, compiled: bool, batch: int, model_dir: str, a: argparse.Na
     torch.manual_seed(0)
     if impl == "llamaforge":
         from llamaforge.generation import SamplingParams, generate
-        from llamaforge.model.checkpoint_io import load_model
-
-        model = load_model(model_dir, dtype=torch.float32)
-        vocab = model.args.vocab_size
-    else:
-        from transformers import LlamaForCausalLM
-
-        model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
-        vocab = model.config.vocab_size
+    model, vocab = load_side(impl, model_dir)
     model.eval()
     prompts = make_prompts(batch, a.min_prompt, a.max_prompt, vocab, a.seed)
     n = a.new_tokens

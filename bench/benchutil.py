@@ -31,3 +31,19 @@ def machine_line() -> str:
                 break
     return (f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
             f"threads; load average {os.getloadavg()[0]:.2f}")
+
+
+def load_side(impl: str, model_dir: str):
+    """(model, vocab size) of one side of a benchmark: llamaforge's ``load_model`` or transformers'
+    ``LlamaForCausalLM`` (sdpa) on the same HF dir, fp32."""
+    import torch
+
+    if impl == "llamaforge":
+        from llamaforge.model.checkpoint_io import load_model
+
+        model = load_model(model_dir, dtype=torch.float32)
+        return model, model.args.vocab_size
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    return model, model.config.vocab_size
