@@ -17,7 +17,7 @@ from llamaforge.model.checkpoint_io import load_model, save_model
 from llamaforge.model.heads import scalar_head
 from llamaforge.model.sizes import SIZES
 from llamaforge.rlhf import ppo_train
-from llamaforge.rlhf.ppo_train import rollout_tensors
+from llamaforge.rlhf.ppo import rollout_tensors
 from llamaforge.train.metrics import read_metrics
 
 PROMPTS = [f"Tell me about the {x}." for x in

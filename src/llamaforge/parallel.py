@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["Dist", "init_distributed", "parallelize", "all_reduce_mean", "all_reduce_max", "barrier",
-           "all_gather_object", "broadcast_object", "full_state_dict", "clean_key"]
+           "all_gather_object", "gather_rows", "broadcast_object", "full_state_dict", "clean_key"]
 
 
 @dataclass
@@ -138,6 +138,24 @@ def all_gather_object(obj, d: Dist) -> list:
     out = [None] * d.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_rows(t: torch.Tensor, d: Dist, fill=0) -> torch.Tensor:
+    """Rank r's rows are global rows r, r + W, r + 2W, ...: every rank's [n, ...] tensor gathered
+    into the global [n * W, ...] (dim 1 padded with ``fill`` to the widest rank's first)."""
+    if d.world_size == 1:
+        return t
+    if t.dim() > 1:
+        width = int(all_reduce_max(t.shape[1], d))
+        if t.shape[1] < width:
+            pad = torch.full((t.shape[0], width - t.shape[1], *t.shape[2:]), fill, dtype=t.dtype, device=t.device)
+            t = torch.cat([t, pad], dim=1)
+    flag = t.dtype == torch.bool  # gloo gathers no bools
+    t = t.to(torch.uint8) if flag else t
+    parts = [torch.empty_like(t) for _ in range(d.world_size)]
+    dist.all_gather(parts, t.contiguous())
+    out = torch.stack(parts, dim=1).flatten(0, 1)  # [n, W, ...] -> row j * W + r
+    return out.bool() if flag else out
 
 
 def full_state_dict(model: nn.Module, d: Dist) -> dict:

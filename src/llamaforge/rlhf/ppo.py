@@ -8,6 +8,8 @@ one gradient step per minibatch. The loop composes them:
     advantages, returns = gae(rewards, values, mask)                      # [B, T] each
     loss_pi, stats_pi = policy_loss(logprobs, old_logprobs, advantages, mask)
     loss_v, stats_v = value_loss(values, old_values, returns, mask)
+
+``rollout_tensors`` lays prompts and sampled answers out as the [N, L] ids and the [N, L-1] mask.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 
 from llamaforge.rlhf.rewards import masked_mean
 
-__all__ = ["gae", "policy_loss", "value_loss", "entropy_from_logits", "logprobs_from_logits"]
+__all__ = ["gae", "policy_loss", "value_loss", "entropy_from_logits", "logprobs_from_logits", "rollout_tensors"]
 
 
 def _check_bt(mask: torch.Tensor, **tensors: torch.Tensor) -> None:
@@ -179,3 +181,15 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
         raise ValueError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
     logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
     return logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)  # [B, T, 1] -> [B, T]
+
+
+def rollout_tensors(prompts: list[list[int]], answers: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [N, L] right-padded with 0, mask [N, L-1] True where tokens[:, 1:] is an answer token)."""
+    rows = [p + a for p, a in zip(prompts, answers)]
+    width = max(len(r) for r in rows)
+    tokens = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        tokens[i, :len(p) + len(a)] = torch.tensor(p + a)
+        mask[i, len(p) - 1:len(p) + len(a) - 1] = True  # position j predicts token j + 1
+    return tokens, mask

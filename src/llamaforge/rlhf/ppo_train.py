@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from llamaforge.model import ModelArgs, Transformer
-from llamaforge.parallel import Dist, all_gather_object, all_reduce_max, all_reduce_mean, init_distributed
+from llamaforge.parallel import Dist, all_gather_object, all_reduce_mean, gather_rows, init_distributed
 from llamaforge.rlhf import ppo
 from llamaforge.rlhf.rewards import kl_penalty, logit, masked_mean, token_rewards, whiten
 from llamaforge.train.checkpoint import save_checkpoint
@@ -44,7 +44,7 @@ from llamaforge.train.loop import (CheckpointConfig, LogConfig, SignalStop, Step
                                    write_config)
 from llamaforge.train.metrics import MetricsLogger
 
-__all__ = ["PPOConfig", "Rollouts", "rollout_tensors", "main"]
+__all__ = ["PPOConfig", "main"]
 
 
 @dataclass
@@ -124,31 +124,6 @@ class PPOConfig:
     log: LogConfig = field(default_factory=lambda: LogConfig(every=1))
 
 
-@dataclass
-class Rollouts:
-    """One iteration's experience, right-padded; position j of the [N, L-1] tensors is about
-    predicting token j+1 (so the answer's tokens are where ``mask`` is True)."""
-
-    tokens: torch.Tensor  # [N, L] prompt + answer (+ EOS if it stopped), pad 0
-    mask: torch.Tensor  # [N, L-1] bool, True where tokens[:, 1:] is an answer token
-    logprobs: torch.Tensor  # [N, L-1] the sampling policy's, 0 off the mask
-    values: torch.Tensor  # [N, L-1]
-    advantages: torch.Tensor  # [N, L-1]
-    returns: torch.Tensor  # [N, L-1]
-
-
-def rollout_tensors(prompts: list[list[int]], answers: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens [N, L] right-padded with 0, mask [N, L-1] True where tokens[:, 1:] is an answer token)."""
-    rows = [p + a for p, a in zip(prompts, answers)]
-    width = max(len(r) for r in rows)
-    tokens = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
-    for i, (p, a) in enumerate(zip(prompts, answers)):
-        tokens[i, :len(p) + len(a)] = torch.tensor(p + a)
-        mask[i, len(p) - 1:len(p) + len(a) - 1] = True  # position j predicts token j + 1
-    return tokens, mask
-
-
 def _token_logprobs(model, tokens: torch.Tensor, temperature: float, autocast, entropy: bool = False):
     """[B, L-1] log-probs of tokens[:, 1:] (and the entropies) under softmax(logits / temperature)."""
     with autocast:
@@ -203,26 +178,6 @@ def _generate(sampler, prompts: list[list[int]], cfg: PPOConfig, eos_id: int, se
             out[i] = r.tokens + ([eos_id] if r.finish_reason == "stop" else [])
     sampler.train(was_training)
     return out
-
-
-def _gather_rows(t: torch.Tensor, d: Dist, fill=0) -> torch.Tensor:
-    """Rank r's rows are global rows r, r + W, r + 2W, ...: every rank's [n, ...] tensor gathered
-    into the global [n * W, ...] (dim 1 padded with ``fill`` to the widest rank's first)."""
-    if d.world_size == 1:
-        return t
-    import torch.distributed as dist
-
-    if t.dim() > 1:
-        width = int(all_reduce_max(t.shape[1], d))
-        if t.shape[1] < width:
-            pad = torch.full((t.shape[0], width - t.shape[1], *t.shape[2:]), fill, dtype=t.dtype, device=t.device)
-            t = torch.cat([t, pad], dim=1)
-    flag = t.dtype == torch.bool  # gloo gathers no bools
-    t = t.to(torch.uint8) if flag else t
-    parts = [torch.empty_like(t) for _ in range(d.world_size)]
-    dist.all_gather(parts, t.contiguous())
-    out = torch.stack(parts, dim=1).flatten(0, 1)  # [n, W, ...] -> row j * W + r
-    return out.bool() if flag else out
 
 
 def _load_frozen(path: str, d: Dist, cfg: "PPOConfig", head: str) -> nn.Module:
@@ -366,7 +321,7 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                 t_gen = time.perf_counter()
 
                 # 3. scores and per-token outputs of the four models on this rank's rows, then gathered
-                tokens, mask = rollout_tensors(prompts, answers)
+                tokens, mask = ppo.rollout_tensors(prompts, answers)
                 tokens, mask = tokens.to(d.device), mask.to(d.device)
                 scores = rms.score_ids([q + a for q, a in zip(prompts, answers)],
                                        [is_safety_prompt(records[i]) for i in mine])
@@ -377,9 +332,9 @@ def main(cfg: PPOConfig, *, reward_models=None) -> dict:
                 old_v = _in_chunks(lambda x: _values(value, x, autocast), tokens, micro)
                 policy.train()
                 value.train()
-                rc = {k: _gather_rows(v.to(d.device), d).cpu() for k, v in scores.items() if v is not None}
-                tokens, mask = _gather_rows(tokens, d), _gather_rows(mask, d, fill=False)
-                old_lp, ref_lp, old_v = (_gather_rows(t, d) for t in (old_lp, ref_lp, old_v))
+                rc = {k: gather_rows(v.to(d.device), d).cpu() for k, v in scores.items() if v is not None}
+                tokens, mask = gather_rows(tokens, d), gather_rows(mask, d, fill=False)
+                old_lp, ref_lp, old_v = (gather_rows(t, d) for t in (old_lp, ref_lp, old_v))
 
                 # 4. the paper's reward over the whole batch, GAE
                 score = whiten(logit(rc["combined"])).to(d.device)  # [N]
