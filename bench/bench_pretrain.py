@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchutil import reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
+from benchutil import cpu_name, reset_peak, rss_kib  # bench/ is on sys.path when a bench script runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -166,16 +166,6 @@ def init_model(work: Path, name: str):
     return out, args
 
 
-def machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return cpu
-
-
 def measure(name: str, prec: str, init: Path, data: Path, work: Path, modes: list, flags: list,
             a: argparse.Namespace) -> dict:
     """{(impl, mode): worker result} for one config and precision, the best of ``a.repeat`` runs each."""
@@ -260,7 +250,7 @@ def main() -> None:
     # best of 3 measurements (each a best of 5 products): the sustained peak, not one disturbed by other load
     peaks = {prec: max(measure_matmul_peak("cpu", dtype) for _ in range(3)) for prec, dtype in
              (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    print(f"machine: {machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads; matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} bf16; "
           f"load average {os.getloadavg()[0]:.2f} at start")
     print(f"batch {a.batch} x {a.seq_len} tokens a step; tokens/s = median of {a.steps} steps after "
@@ -292,7 +282,7 @@ def main() -> None:
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (the machine is shared: figures are noisy)")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(dict(peaks=peaks, machine=machine(), results=results), f, indent=2)
+            json.dump(dict(peaks=peaks, machine=cpu_name(), results=results), f, indent=2)
 
 
 if __name__ == "__main__":

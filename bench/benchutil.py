@@ -17,19 +17,22 @@ def reset_peak() -> int:
     return rss_kib("VmRSS")
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo ("?" if it names none)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
 def machine_line() -> str:
     """One line naming the machine: CPU model, cores, torch version and threads, 1-min load average."""
     import os
 
     import torch
 
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+    return (f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
             f"threads; load average {os.getloadavg()[0]:.2f}")
 
 

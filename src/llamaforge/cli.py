@@ -299,14 +299,22 @@ def _stage_args(p, example: str):
                 "llamaforge ... runs the same loop on N ranks (FSDP2).")
 
 
-def _pretrain(args) -> int | None:
+def _run_stage(args, cfg_cls, main) -> tuple[dict, int | None]:
+    """Load the stage's config (file, flags, --resume), run ``main``; (summary, exit code or None).
+    A run ended by a signal has checkpointed; its code is the shell's 128 + signal."""
     from llamaforge.config import load_config
-    from llamaforge.train.pretrain import PretrainConfig, main
 
     overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
-    summary = main(load_config(PretrainConfig, args.config, overrides))
-    if summary.get("stopped"):
-        return 128 + summary["stopped"]  # the shell's code for "ended by this signal"
+    summary = main(load_config(cfg_cls, args.config, overrides))
+    return summary, (128 + summary["stopped"] if summary.get("stopped") else None)
+
+
+def _pretrain(args) -> int | None:
+    from llamaforge.train.pretrain import PretrainConfig, main
+
+    summary, code = _run_stage(args, PretrainConfig, main)
+    if code is not None:
+        return code
     if "model_dir" in summary:
         _summary_lines(summary)
 
@@ -322,24 +330,20 @@ def _summary_lines(summary: dict) -> None:
 
 
 def _sft(args) -> int | None:
-    from llamaforge.config import load_config
     from llamaforge.train.sft import SFTConfig, main
 
-    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
-    summary = main(load_config(SFTConfig, args.config, overrides))
-    if summary.get("stopped"):
-        return 128 + summary["stopped"]
+    summary, code = _run_stage(args, SFTConfig, main)
+    if code is not None:
+        return code
     _summary_lines(summary)
 
 
 def _gatt(args) -> int | None:
-    from llamaforge.config import load_config
     from llamaforge.gatt import GattConfig, main
 
-    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
-    summary = main(load_config(GattConfig, args.config, overrides))
-    if summary.get("stopped"):
-        return 128 + summary["stopped"]
+    summary, code = _run_stage(args, GattConfig, main)
+    if code is not None:
+        return code
     synth = summary.get("synthesis") or {}
     if "model_dir" in summary:
         print(f"synthetic dialogs: {synth.get('dialogs')}, examples: {synth.get('examples')}, "
@@ -349,13 +353,11 @@ def _gatt(args) -> int | None:
 
 
 def _reward(args) -> int | None:
-    from llamaforge.config import load_config
     from llamaforge.reward.train import RewardConfig, main
 
-    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
-    summary = main(load_config(RewardConfig, args.config, overrides))
-    if summary.get("stopped"):
-        return 128 + summary["stopped"]
+    summary, code = _run_stage(args, RewardConfig, main)
+    if code is not None:
+        return code
     if "model_dir" not in summary:
         return None
     print(f"final loss {summary['loss']:.4f}")
@@ -368,13 +370,11 @@ def _reward(args) -> int | None:
 
 
 def _ppo(args) -> int | None:
-    from llamaforge.config import load_config
     from llamaforge.rlhf.ppo_train import PPOConfig, main
 
-    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
-    summary = main(load_config(PPOConfig, args.config, overrides))
-    if summary.get("stopped"):
-        return 128 + summary["stopped"]
+    summary, code = _run_stage(args, PPOConfig, main)
+    if code is not None:
+        return code
     if "model_dir" not in summary:
         return None
     last = summary.get("last") or {}
@@ -386,13 +386,11 @@ def _ppo(args) -> int | None:
 
 
 def _rejection_sampling(args) -> int | None:
-    from llamaforge.config import load_config
     from llamaforge.rlhf.rejection_sampling import RSConfig, main
 
-    overrides = list(args.overrides) + (["--resume=true"] if args.resume else [])
-    summary = main(load_config(RSConfig, args.config, overrides))
-    if summary.get("stopped"):
-        return 128 + summary["stopped"]
+    summary, code = _run_stage(args, RSConfig, main)
+    if code is not None:
+        return code
     rs = summary.get("rs") or {}
     if "model_dir" in summary and "mean_best" in rs:
         nan = float("nan")
