@@ -10,20 +10,12 @@ random order, rated by a panel of 3 raters, and the majority decides.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 
+from llamaforge.eval.stats import wilson
+
 __all__ = ["win_rate", "judge_pairs", "reward_means", "reward_of_answers"]
-
-
-def _interval(wins: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson's 95% interval of a proportion wins / n ((nan, nan) for n = 0)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = wins / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
 def win_rate(model, baseline, tokenizer, records: Sequence[dict], *, seed: int = 0, n_raters: int = 3,
@@ -73,7 +65,7 @@ def judge_pairs(records: Sequence[dict], ours: Sequence[str], theirs: Sequence[s
     decided = counts["win"] + counts["loss"]
     return {**{k: v / max(n, 1) for k, v in counts.items()}, "n": n, "identical": identical,
             "win_rate": counts["win"] / decided if decided else float("nan"),
-            "ci95": _interval(counts["win"], decided), "samples": shown}
+            "ci95": wilson(counts["win"], decided), "samples": shown}
 
 
 def reward_means(models: dict, tokenizer, records: Sequence[dict], reward_models, *, max_new_tokens: int = 64,
