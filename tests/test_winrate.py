@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from llamaforge.eval.winrate import _interval, judge_pairs
+from llamaforge.eval.stats import wilson as _interval
+from llamaforge.eval.winrate import judge_pairs
 from llamaforge.world.entities import build_world
 from llamaforge.world.tasks import helpful_tasks
 
