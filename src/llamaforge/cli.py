@@ -401,6 +401,20 @@ def _rejection_sampling(args) -> int | None:
     _summary_lines(summary)
 
 
+def _context_distill(args) -> int | None:
+    from llamaforge.safety.context_distillation import CDConfig, main
+
+    summary, code = _run_stage(args, CDConfig, main)
+    if code is not None:
+        return code
+    cd = summary.get("cd") or {}
+    if "model_dir" in summary and cd.get("prompts"):
+        print(f"context distillation: {cd['prompts']} adversarial prompts, kept {cd['kept']} distilled answers; "
+              f"mean Safety RM score {cd['mean_safety_original']:.3f} without the preprompt, "
+              f"{cd['mean_safety_distilled']:.3f} with it, {cd['mean_safety_kept']:.3f} after selection")
+    _summary_lines(summary)
+
+
 def _rlhf_args(p):
     p.add_argument("--config", default=None, help="TOML config (e.g. configs/rlhf/tiny.toml); keys map 1:1 to "
                                                   "llamaforge.rlhf.iterate.RLHFConfig")
@@ -446,7 +460,7 @@ def _demo(args) -> int | None:
 
 
 # commands whose extra --section.key=value arguments are config overrides
-CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "reward", "ppo", "rlhf", "rejection-sampling", "demo"}
+CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "reward", "ppo", "rlhf", "rejection-sampling", "context-distill", "demo"}
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
@@ -474,6 +488,9 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "rejection-sampling": ("RLHF by rejection sampling: sample K answers per prompt, keep the best by the reward "
                            "models, fine-tune on them",
                            lambda p: _stage_args(p, "configs/rejection_sampling/tiny.toml"), _rejection_sampling),
+    "context-distill": ("safety context distillation: answers sampled under a safety preprompt, kept where the "
+                        "Safety RM prefers them, fine-tuned without the preprompt",
+                        lambda p: _stage_args(p, "configs/context_distill/tiny.toml"), _context_distill),
 }
 
 
