@@ -102,7 +102,9 @@ def test_violation_rates_by_hand():
     assert (out["n"], out["violation"], out["mean_rating"]) == (4, 0.5, pytest.approx(11 / 3))
     ill, hate = out["by_category"]["illicit"], out["by_category"]["hateful"]
     assert (ill["n"], ill["violation"], ill["mean_rating"]) == (3, pytest.approx(2 / 3), pytest.approx(29 / 9))
-    assert (hate["n"], hate["violation"], hate["mean_rating"], hate["ci95"]) == (1, 0.0, 5.0, [0.0, 0.0])
+    # Wilson's interval of 0 of 1: [0, z^2 / (1 + z^2)] = [0, 0.7935]; it does not collapse to [0, 0]
+    assert (hate["n"], hate["violation"], hate["mean_rating"]) == (1, 0.0, 5.0)
+    assert hate["ci95"] == pytest.approx([0.0, 0.7935], abs=1e-4)
     assert out["by_turns"]["single"] == ill and out["by_turns"]["multi"] == hate
     assert out["ci95"][0] <= 0.5 <= out["ci95"][1] and "even split" in out["method"]
     assert violation_rates(rows, "other", n_boot=50)["violation"] == 1.0

@@ -8,6 +8,7 @@ User and data errors end with one line on stderr and exit code 2, never a traceb
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -439,6 +440,51 @@ def _rlhf(args) -> int | None:
     print(f"versions: {summary['out_dir']}/versions.json")
 
 
+def _eval_args(p):
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="evaluations to run: helpfulness, safety, judge, benchmarks (default: the config's evals)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                   help="a model dir or an answers JSONL ({\"id\", \"answer\"} per line); repeat; the last is the "
+                        "model under test unless --target")
+    p.add_argument("--target", default=None, help="the model under test (compared against every other model)")
+    p.add_argument("--config", default=None, help="TOML config (e.g. configs/eval/world.toml); keys map 1:1 to "
+                                                  "llamaforge.eval.run.EvalConfig")
+    p.add_argument("--out", default=None, help="output dir (results.json, figures, report.html; default: the config's)")
+    p.epilog = ("Prompt sets, ratings files (instead of the simulated raters), the judge (annotator, reward, model or "
+                "any OpenAI-compatible endpoint) and the benchmarks are config keys: --section.key=value, e.g. "
+                "--judge.kind=openai --judge.model=gpt-4o --judge.base_url=http://localhost:8000/v1.")
+
+
+def _eval(args) -> int | None:
+    from llamaforge.config import load_config
+    from llamaforge.eval.run import EvalConfig, main
+
+    flags = list(args.overrides)
+    if args.names:
+        flags.append("--evals=[" + ", ".join(json.dumps(n) for n in args.names) + "]")
+    if args.model:
+        flags.append("--models=[" + ", ".join(json.dumps(m) for m in args.model) + "]")
+    if args.target:
+        flags.append(f"--target={args.target}")
+    if args.out:
+        flags.append(f"--out_dir={args.out}")
+    results = main(load_config(EvalConfig, args.config, flags))
+    for name, e in (results.get("safety") or {}).items():
+        v = e.get("violation") or {}
+        if v:
+            lo, hi = v["ci95"]
+            print(f"{name}: violation {100 * v['violation']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of {v['n']} "
+                  "adversarial prompts")
+    for other, r in (results.get("helpfulness") or {}).items():
+        print(f"{results['target']} vs {other}: win {100 * r['win']:.1f}% tie {100 * r['tie']:.1f}% "
+              f"loss {100 * r['loss']:.1f}% ({r['n']} prompts)")
+    for other, axes in (results.get("judge") or {}).items():
+        print(f"{results['target']} vs {other} by the judge: " + ", ".join(
+            f"{axis} win rate {100 * r['win_rate']:.1f}%" for axis, r in axes.items()))
+    print(f"results: {Path(results['report']).parent / 'results.json'}")
+    print(f"report: {results['report']}")
+
+
 def _demo_args(p):
     p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: configs/pretrain/tiny.toml's)")
@@ -460,7 +506,8 @@ def _demo(args) -> int | None:
 
 
 # commands whose extra --section.key=value arguments are config overrides
-CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "reward", "ppo", "rlhf", "rejection-sampling", "context-distill", "demo"}
+CONFIG_COMMANDS = {"pretrain", "sft", "gatt", "reward", "ppo", "rlhf", "rejection-sampling", "context-distill", "eval",
+                   "demo"}
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("show a preset's or model dir's config, parameter count and memory", _info_args, _info),
@@ -491,6 +538,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "context-distill": ("safety context distillation: answers sampled under a safety preprompt, kept where the "
                         "Safety RM prefers them, fine-tuned without the preprompt",
                         lambda p: _stage_args(p, "configs/context_distill/tiny.toml"), _context_distill),
+    "eval": ("the paper's evaluations of models or answers files: helpfulness win / tie / loss, safety violation %, "
+             "model-as-judge win rates, benchmarks; JSON, Figures 1-3, HTML report", _eval_args, _eval),
 }
 
 
