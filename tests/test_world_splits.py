@@ -10,7 +10,7 @@ import pytest
 
 from llamaforge.eval import tasks as ev
 from llamaforge.world.constraints import apply_constraints, constraint
-from llamaforge.world.splits import WorldSizes, _prompt_key, world_splits
+from llamaforge.world.splits import WorldSizes, _prompt_key, export, world_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = WorldSizes().scaled(0.05)
@@ -58,6 +58,21 @@ def test_world_export_cli_writes_jsonl(tmp_path):
     assert "sft.jsonl" in files and "gatt_eval.jsonl" in files and "preferences_safety.jsonl" in files
     first = json.loads((tmp_path / "w" / "helpful_eval.jsonl").read_text().splitlines()[0])
     assert first["messages"][-1]["role"] == "assistant" and first["checks"]
+
+
+def test_export_writes_the_benchmark_sets(tmp_path):
+    from llamaforge.eval.benchmarks import read_choice_tasks
+    from llamaforge.world.multiple_choice import CATEGORIES
+
+    sizes = WorldSizes().scaled(0.01)
+    written = export(tmp_path, sizes=sizes)
+    dev, ev = read_choice_tasks(tmp_path / "mc_dev.jsonl"), read_choice_tasks(tmp_path / "mc_eval.jsonl")
+    assert sorted(d["category"] for d in dev) == sorted(CATEGORIES * 5)
+    assert len(ev) == sizes.mc_eval == written["mc_eval"][1]
+    assert not {d["question"] for d in dev} & {e["question"] for e in ev}
+    docs = (tmp_path / "ppl_eval.txt").read_text(encoding="utf-8").splitlines()
+    assert len(docs) == sizes.ppl_eval == written["ppl_eval"][1] and all(d.strip() for d in docs)
+    assert json.loads((tmp_path / "world.json").read_text())["records"]["mc_dev"] == 20
 
 
 # ---------------------------------------------------------------- evaluation hooks

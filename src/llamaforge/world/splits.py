@@ -17,6 +17,10 @@
     rlhf_prompts        prompts for RLHF (preference collection, rejection sampling, PPO): helpful
                         tasks, unsafe and borderline prompts with their checks, none of them in SFT
 
+``export`` also writes the pretrained-model benchmarks (``world.multiple_choice``; paper Table 3):
+``mc_dev.jsonl`` (5 solved examples per category), ``mc_eval.jsonl`` (MMLU-style 4-choice questions)
+and ``ppl_eval.txt`` (held-out corpus documents, one per line, for perplexity).
+
 Every split is a pure function of (world seed, split seed, sizes). Held-out splits are drawn with
 their own seeds, and a held-out record whose prompt (its last user turn) also occurs in a training
 split is dropped, so evaluation prompts are never trained on verbatim.
@@ -57,6 +61,8 @@ class WorldSizes:
     rlhf_helpful: int = 1200
     rlhf_unsafe: int = 300
     rlhf_borderline: int = 300
+    mc_eval: int = 300  # multiple-choice questions (mc_dev has a fixed 5 per category)
+    ppl_eval: int = 200  # held-out corpus documents
 
     def scaled(self, factor: float) -> "WorldSizes":
         if factor <= 0:
@@ -216,18 +222,26 @@ def world_splits(seed: int = 0, *, world_seed: int = 0, sizes: WorldSizes = Worl
 
 def export(out_dir: str | Path, *, seed: int = 0, world_seed: int = 0,
            sizes: WorldSizes = WorldSizes()) -> dict[str, tuple[Path, int]]:
-    """Write every split to ``out_dir/<split>.jsonl`` (each file written whole, then renamed).
+    """Write every split to ``out_dir/<split>.jsonl``, the benchmark sets to ``mc_dev.jsonl``,
+    ``mc_eval.jsonl`` and ``ppl_eval.txt`` (each file written whole, then renamed).
 
     Returns:
         {split: (path, records)}.
     """
+    from llamaforge.world.multiple_choice import benchmark_sets
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, records in world_splits(seed, world_seed=world_seed, sizes=sizes).items():
-        path = out / f"{name}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    splits = world_splits(seed, world_seed=world_seed, sizes=sizes)
+    splits.update(benchmark_sets(build_world(world_seed), 1000 * seed + 108, mc_eval=sizes.mc_eval,
+                                 ppl_eval=sizes.ppl_eval))
+    for name, records in splits.items():
+        text = name == "ppl_eval"  # documents, one per line
+        path = out / f"{name}.{'txt' if text else 'jsonl'}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join((r if text else json.dumps(r, ensure_ascii=False)) + "\n" for r in records),
+                       encoding="utf-8")
         tmp.rename(path)
         written[name] = (path, len(records))
     meta = {"seed": seed, "world_seed": world_seed, "sizes": vars(sizes),
