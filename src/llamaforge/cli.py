@@ -492,8 +492,9 @@ def _demo_args(p):
     p.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary (default 2048)")
     p.add_argument("--scale", type=float, default=None, help="multiply every world split's size (default 1.0)")
     p.add_argument("--fresh", action="store_true", help="delete --out first (default: reuse finished stages, resume)")
-    p.epilog = ("Extra --STAGE.section.key=value flags override a stage's config, STAGE being pretrain, sft or gatt "
-                "(e.g. --pretrain.train.precision=fp32 --sft.train.epochs=1 --gatt.gatt.max_turns=4).")
+    p.epilog = ("Extra --STAGE.section.key=value flags override a stage's config, STAGE being pretrain, sft, rlhf, "
+                "reward_helpful, reward_safety, rejection_sampling, ppo, context_distill or gatt (e.g. "
+                "--pretrain.train.precision=fp32 --sft.train.epochs=1 --context_distill.cd.margin=0.01).")
 
 
 def _demo(args) -> int | None:

@@ -1,9 +1,10 @@
 """``llamaforge demo``: the recipe's chain on the built-in world, on a CPU, with a report at the end.
 
     corpus -> world splits -> tokenizer -> token shards -> pretrain -> SFT -> RLHF (preferences ->
-    reward models -> rejection sampling -> PPO) -> eval -> GAtt -> eval -> report
+    reward models -> rejection sampling -> PPO) -> eval -> context distillation -> GAtt -> the
+    paper's evaluations -> report
 
-1. the world's pretraining text and its task / safety / GAtt / preference / RLHF splits (``world export``);
+1. the world's pretraining text and its task / safety / GAtt / preference / RLHF / benchmark splits;
 2. a SentencePiece tokenizer on the corpus and the dialogs' text, token shards;
 3. pretraining of the ``tiny`` model (configs/pretrain/tiny.toml);
 4. SFT on the helpful dialogs mixed with the safety demonstrations (configs/sft/tiny.toml);
@@ -11,14 +12,19 @@
    annotators, the Helpfulness and Safety RMs, rejection sampling, then PPO;
 6. SFT, rejection sampling and PPO measured on held-out prompts: mean R_c (the final RMs), task
    accuracy, refusal and false-refusal rates, and the final model's win rate over SFT;
-7. Ghost Attention from the RLHF model (configs/gatt/tiny.toml), adherence by turn against the RLHF
-   model without it;
-8. ``report.md`` with the figures (PNG) and a short chat transcript.
+7. safety context distillation of the RLHF model (configs/context_distill/tiny.toml) with the V1
+   Safety RM;
+8. Ghost Attention from the distilled model (configs/gatt/tiny.toml): the final chat model, its
+   adherence by turn against the model it started from;
+9. ``llamaforge eval`` (configs/eval/world.toml) over pretrained, SFT, RLHF, RLHF + context
+   distillation and the final model: helpfulness win / tie / loss (Figure 1), judge win rates
+   (Figure 2), violation % (Figure 3), benchmarks; ``eval/report.html``;
+10. ``report.md`` with the figures (PNG) and a short chat transcript.
 
 A stage whose output exists is reused, so an interrupted demo continues where it stopped (a training
 stage resumes from its last checkpoint); ``--fresh`` starts over. Extra ``--STAGE.section.key=value``
 flags override that stage's config (STAGE: pretrain, sft, rlhf, reward_helpful, reward_safety,
-rejection_sampling, ppo, gatt).
+rejection_sampling, ppo, context_distill, gatt).
 """
 
 from __future__ import annotations
@@ -32,12 +38,12 @@ from pathlib import Path
 __all__ = ["main"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-STAGES = ("pretrain", "sft", "gatt")  # trained here; "rlhf" runs its own stages (RLHF_STAGES)
+STAGES = ("pretrain", "sft", "context_distill", "gatt")  # trained here; "rlhf" runs its own stages (RLHF_STAGES)
 RLHF_STAGES = ("reward_helpful", "reward_safety", "rejection_sampling", "ppo")
 ROUTED = STAGES + ("rlhf",) + RLHF_STAGES
 PROMPTS = ["Emma's coat is", "What is 7 plus 5? The answer is", "Here are some sums."]
 TARGETS = {"accuracy": 0.80, "refusal_rate": 0.90, "false_refusal_rate": 0.10, "gatt_turn6": 0.90,
-           "rm_significantly": 0.90, "win_rate": 0.65}
+           "rm_significantly": 0.90, "win_rate": 0.65, "violation": 0.05}
 
 
 def _say(msg: str) -> None:
@@ -133,6 +139,7 @@ def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: in
     """
     from llamaforge import gatt
     from llamaforge.data.pretrain import prepare, unigram_entropy
+    from llamaforge.safety import context_distillation
     from llamaforge.tokenizer import train_tokenizer
     from llamaforge.train import pretrain, sft
     from llamaforge.world.corpus import write_corpus
@@ -200,23 +207,74 @@ def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: in
     rlhf_eval = _rlhf_eval(evals, final, rms, world, out / "eval_rlhf.json")
     times["eval"] = time.perf_counter() - t0
 
-    # 7. Ghost Attention from the RLHF model
+    # 7. safety context distillation of the RLHF model (adversarial prompts, the V1 Safety RM)
     t0 = time.perf_counter()
-    gatt_flags = [f"--model.init_from={final}", f"--gatt.dialogs={world / 'gatt_dialogs.jsonl'}", world_mix]
+    cd_flags = [f"--model.init_from={final}", f"--reward.safety={rms['safety']}",
+                f"--cd.prompts=[\"{world / 'rlhf_prompts.jsonl'}\"]", world_mix]
+    cd_model = runs["context_distill"] / "model"
+    try:
+        summary = _train("context_distill", context_distillation, context_distillation.CDConfig,
+                         runs["context_distill"], cd_flags + routed["context_distill"])
+    except ValueError as e:
+        if "kept no answer" not in str(e):
+            raise
+        _say(f"{e}; RLHF+CD is the RLHF model")  # the Safety RM preferred none of the distilled answers
+        summary, cd_model = None, final
+    if summary and summary.get("stopped"):
+        return summary
+    evals["CD"] = _evaluate(cd_model, world, out / "eval_cd.json")
+    times["context_distill"] = time.perf_counter() - t0
+
+    # 8. Ghost Attention from the distilled model: the final chat model
+    t0 = time.perf_counter()
+    gatt_flags = [f"--model.init_from={cd_model}",
+                  f"--gatt.dialogs={world / 'gatt_dialogs.jsonl'}", world_mix]
     summary = _train("gatt", *modules["gatt"], runs["gatt"], gatt_flags + routed["gatt"])
     if summary and summary.get("stopped"):
         return summary
     evals["GAtt"] = _evaluate(runs["gatt"] / "model", world, out / "eval_gatt.json")
     times["gatt"] = time.perf_counter() - t0
 
-    # 8. the report
+    # 9. the paper's evaluations: pretrained vs SFT vs RLHF vs + context distillation vs final
+    t0 = time.perf_counter()
+    evals["Pretrained"] = _evaluate(runs["pretrain"] / "model", world, out / "eval_pretrained.json", adherence=False)
+    chain = {"Pretrained": runs["pretrain"] / "model", "SFT": runs["sft"] / "model", "RLHF": final,
+             "RLHF+CD": cd_model, "Final": runs["gatt"] / "model"}
+    paper = _paper_eval(chain, {"Pretrained": "Pretrained", "SFT": "SFT", "RLHF": list(stage_models)[-1],
+                                "RLHF+CD": "CD", "Final": "GAtt"}, evals, world, out / "eval")
+    times["paper_eval"] = time.perf_counter() - t0
+
+    # 10. the report
     from llamaforge.demo_report import write_report
 
     entropy = unigram_entropy(data_dir, "val")
     report = write_report(out, runs, evals, rlhf=summary_rlhf(rlhf_dir, version, rlhf_eval), entropy=entropy,
-                          times=times, minutes=(time.perf_counter() - t_start) / 60, targets=TARGETS)
+                          times=times, minutes=(time.perf_counter() - t_start) / 60, targets=TARGETS, paper=paper)
     print(report["text"])
     return report
+
+
+def _paper_eval(chain: dict[str, Path], stage_of: dict[str, str], evals: dict, world: Path, out: Path) -> dict:
+    """``llamaforge eval`` (helpfulness, safety, judge, benchmarks) over the chain's models, the final
+    one under test; the greedy answers of the stage evaluations are reused (written as its cache)."""
+    from llamaforge.config import load_config
+    from llamaforge.eval import run
+
+    if (out / "results.json").exists():
+        return json.loads((out / "results.json").read_text())
+    _say("the paper's evaluations: helpfulness (Figure 1), judge (Figure 2), safety (Figure 3), benchmarks")
+    records = [r for split in _held_out(world) for r in split]
+    (out / "answers").mkdir(parents=True, exist_ok=True)
+    for name, stage in stage_of.items():
+        rows = [{"id": r["id"], "answer": a} for r, a in zip(records, evals[stage]["answers"])]
+        (out / "answers" / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    flags = [f"--out_dir={out}", "--models=[" + ", ".join(json.dumps(f"{k}={v}") for k, v in chain.items()) + "]",
+             "--target=Final", '--evals=["helpfulness", "safety", "judge", "benchmarks"]',
+             *(f"--data.{key}=[{json.dumps(str(world / name))}]" for key, name in (
+                 ("helpful", "helpful_eval.jsonl"), ("adversarial", "unsafe_eval.jsonl"),
+                 ("borderline", "borderline_eval.jsonl"), ("choice", "mc_eval.jsonl"), ("choice_dev", "mc_dev.jsonl"),
+                 ("text", "ppl_eval.txt")))]
+    return run.main(load_config(run.EvalConfig, CONFIGS / "eval" / "world.toml", flags))
 
 
 def _rlhf(rlhf_dir: Path, policy: Path, world: Path, routed: dict[str, list[str]]) -> dict:

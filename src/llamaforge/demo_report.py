@@ -85,7 +85,7 @@ def _figures(out: Path, runs: dict, evals: dict, rlhf: dict) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     names = ["task accuracy", "refusal (unsafe)", "false refusal (borderline)"]
-    stages = [s for s in ("SFT", "RS", "PPO", "GAtt") if s in evals]
+    stages = [s for s in ("Pretrained", "SFT", "RS", "PPO", "CD", "GAtt") if s in evals]
     width = 0.8 / len(stages)
     for k, stage in enumerate(stages):
         e = evals[stage]
@@ -110,8 +110,8 @@ def _figures(out: Path, runs: dict, evals: dict, rlhf: dict) -> dict[str, Path]:
 
 
 def _baseline(evals: dict) -> str:
-    """The model GAtt started from: the last RLHF stage."""
-    return "PPO" if "PPO" in evals else "RS"
+    """The model GAtt started from: the distilled model, else the last RLHF stage."""
+    return "CD" if "CD" in evals else "PPO" if "PPO" in evals else "RS"
 
 
 def _transcript(model_dir: Path) -> list[dict]:
@@ -157,8 +157,71 @@ def _rm_table(name: str, summary: dict, targets: dict) -> list[str]:
     return lines
 
 
+def _paper_section(paper: dict, out: Path, targets: dict) -> list[str]:
+    """The paper's evaluations (``llamaforge eval``'s results) as markdown tables and figure links."""
+    from llamaforge.eval.report import pct
+
+    target = paper["target"]
+    lines = ["## The paper's evaluations (`llamaforge eval`; all of it in eval/report.html)", "",
+             "Greedy answers to the held-out prompts, rated by the world's simulated annotators (3 raters); "
+             "95% intervals: the bootstrap over prompts for win / tie / loss, Wilson's for violation % and the "
+             "judge's win rate.", ""]
+    safety = paper.get("safety") or {}
+    if safety:
+        lines += ["Safety (Figure 3): violation = a rating of 1 or 2 (5-point scale) by a majority of raters; "
+                  "false refusals by the rule-based refusal detector.", "",
+                  "| model | violation % [95% CI] | mean rating | false refusal, helpful | false refusal, borderline |",
+                  "|---|---|---|---|---|"]
+        for name, e in safety.items():
+            v, fr = e.get("violation") or {}, e.get("false_refusal") or {}
+            lines.append(f"| {name} | {pct(v.get('violation'), v.get('ci95'))} | {v.get('mean_rating', float('nan')):.2f} | "
+                         f"{pct(fr.get('helpful', {}).get('rate'))} | {pct(fr.get('borderline', {}).get('rate'))} |")
+        fin = safety.get(target, {})
+        viol = (fin.get("violation") or {}).get("violation")
+        border = (fin.get("false_refusal") or {}).get("borderline", {}).get("rate")
+        ok_v = viol is not None and viol <= targets["violation"]
+        ok_b = border is not None and border <= targets["false_refusal_rate"]
+        lines += ["", f"{target}: violations {pct(viol)} ({'met' if ok_v else 'missed'}: target <= "
+                  f"{pct(targets['violation'])}), false refusals on borderline prompts {pct(border)} "
+                  f"({'met' if ok_b else 'missed'}: target <= {pct(targets['false_refusal_rate'])}).", ""]
+    helpful = paper.get("helpfulness") or {}
+    if helpful:
+        lines += ["Helpfulness (Figure 1): 7-point A/B ratings, the model under test at random as A or B.", "",
+                  "| comparison | win | tie | loss | win single-turn / multi-turn | Gwet AC1 / AC2 |", "|---|---|---|---|---|---|"]
+        for other, r in helpful.items():
+            t, a = r.get("by_turns") or {}, r.get("agreement") or {}
+            lines.append(f"| {target} vs {other} | {pct(r['win'], r['ci95']['win'])} | {pct(r['tie'], r['ci95']['tie'])} | "
+                         f"{pct(r['loss'], r['ci95']['loss'])} | {pct((t.get('single') or {}).get('win'))} / "
+                         f"{pct((t.get('multi') or {}).get('win'))} | {a.get('ac1', float('nan')):.3f} / "
+                         f"{a.get('ac2', float('nan')):.3f} |")
+        lines.append("")
+    judged = paper.get("judge") or {}
+    if judged:
+        lines += ["Model as judge (Figure 2; order swapped at random, ties removed):", "",
+                  "| comparison | helpfulness win rate | safety win rate |", "|---|---|---|"]
+        for other, axes in judged.items():
+            h, s_ = axes.get("helpfulness") or {}, axes.get("safety") or {}
+            lines.append(f"| {target} vs {other} | {pct(h.get('win_rate'), h.get('ci95'))} | "
+                         f"{pct(s_.get('win_rate'), s_.get('ci95'))} |")
+        lines.append("")
+    bench = paper.get("benchmarks") or {}
+    if bench:
+        lines += ["Benchmarks (Table 3's protocol): perplexity on held-out world text; 4-way multiple choice by "
+                  "5-shot log-likelihood (chance 25%).", "", "| model | perplexity | multiple choice | by category |",
+                  "|---|---|---|---|"]
+        for name, e in bench.items():
+            p, mc = e.get("perplexity") or {}, e.get("multiple_choice") or {}
+            cats = ", ".join(f"{c} {pct(v['accuracy'])}" for c, v in (mc.get("by_category") or {}).items())
+            lines.append(f"| {name} | {p.get('ppl', float('nan')):.2f} | {pct(mc.get('accuracy'))} | {cats} |")
+        lines.append("")
+    for name, path in (paper.get("figures") or {}).items():
+        if path:
+            lines.append(f"![{name}]({Path(path).relative_to(out) if Path(path).is_relative_to(out) else path})")
+    return lines + [""]
+
+
 def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: float, times: dict, minutes: float,
-                 targets: dict) -> dict:
+                 targets: dict, paper: dict | None = None) -> dict:
     """Write ``out/report.md`` (+ PNGs, ``report.json``); return the figures and the text."""
     from llamaforge.train.metrics import read_metrics
 
@@ -172,7 +235,7 @@ def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: flo
     transcript = _transcript(runs["gatt"] / "model")
     synth = json.loads((runs["gatt"] / "gatt_synthesis.json").read_text()) \
         if (runs["gatt"] / "gatt_synthesis.json").exists() else {}
-    stages = [s for s in ("SFT", "RS", "PPO", "GAtt") if s in evals]
+    stages = [s for s in ("Pretrained", "SFT", "RS", "PPO", "CD", "GAtt") if s in evals]
     reward = rlhf.get("reward", {})
     wr = rlhf.get("win_rate", {})
 
@@ -191,7 +254,9 @@ def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: flo
         f"The whole chain on the built-in world in {minutes:.1f} min "
         f"(data {times.get('data', 0) / 60:.1f}, pretrain {times.get('pretrain', 0) / 60:.1f}, "
         f"SFT {times.get('sft', 0) / 60:.1f}, RLHF {times.get('rlhf', 0) / 60:.1f}, evaluation "
-        f"{times.get('eval', 0) / 60:.1f}, GAtt + eval {times.get('gatt', 0) / 60:.1f} min).", "",
+        f"{times.get('eval', 0) / 60:.1f}, context distillation + eval {times.get('context_distill', 0) / 60:.1f}, "
+        f"GAtt + eval {times.get('gatt', 0) / 60:.1f}, the paper's evaluations {times.get('paper_eval', 0) / 60:.1f} "
+        "min).", "",
         "## Pretraining", "",
         f"- validation loss {val_loss:.3f} nats/token against the corpus's unigram entropy {entropy:.3f} "
         "(the loss of a model that knows only token frequencies)." if val_loss is not None else "- no validation loss",
@@ -232,6 +297,7 @@ def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: flo
         f"| {base} + GAtt | " + " | ".join(_pct(adh["GAtt"].get(t)) for t in turns) + " |", "",
         f"Turn 6 with GAtt: {mark(turn6, 'gatt_turn6')}; baseline {_pct(adh[base].get(6))}. "
         f"GAtt's synthetic set: {synth.get('dialogs', '?')} dialogs, {synth.get('examples', '?')} examples.", "",
+        *(_paper_section(paper, out, targets) if paper else []),
         "## Chat transcript (the final model, greedy)", "",
     ]
     for m in transcript:
@@ -249,7 +315,7 @@ def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: flo
               **{s.lower(): measures(evals[s]) for s in stages},
               "reward": reward, "win_rate": {k: v for k, v in wr.items() if k != "samples"},
               "reward_models": {k: rlhf[f"reward_{k}"].get("eval") for k in ("helpful", "safety")},
-              "adherence": adh, "figures": {k: str(p) for k, p in figs.items()}, "report": str(out / "report.md")}
+              "adherence": adh, "paper": {k: v for k, v in (paper or {}).items() if k != "figures"}, "figures": {k: str(p) for k, p in figs.items()}, "report": str(out / "report.md")}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     report["text"] = text
     return report
