@@ -228,7 +228,7 @@ def win_tie_loss(ratings: Sequence[dict], model: str, *, baseline: str | None = 
     def summarise(sub: list) -> dict:  # nan shares and intervals for no items
         outcomes, n = [o for o, _ in sub], len(sub)
         return {"n": n, **{k: outcomes.count(k) / n if n else _NAN for k in ("win", "tie", "loss")},
-                "ci95": {k: list(bootstrap(outcomes, lambda v, k=k: v.count(k) / len(v), n_boot=n_boot, seed=seed))
+                "ci95": {k: list(bootstrap([o == k for o in outcomes], n_boot=n_boot, seed=seed))
                          for k in ("win", "tie", "loss")}}
 
     full = summarise(items)
