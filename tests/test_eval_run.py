@@ -102,5 +102,10 @@ def test_eval_errors(world, tmp_path, capsys):
     assert "unknown ['nope']" in error("nope", good, *_flags(root, tmp_path / "c"))
     assert "at least two models" in error("helpfulness", good, *_flags(root, tmp_path / "d"))
     assert "give at least one" in error("safety", *_flags(root, tmp_path / "e"))
+    (tmp_path / "plain.jsonl").write_text(json.dumps({"id": "q1", "prompt": "Hi?"}) + "\n")
+    (tmp_path / "a1.jsonl").write_text(json.dumps({"id": "q1", "answer": "Hello."}) + "\n")
+    plain = [f"--out={tmp_path / 'g'}", f"--data.adversarial=[\"{tmp_path / 'plain.jsonl'}\"]",
+             f"--model=a={tmp_path / 'a1.jsonl'}"]
+    assert "give ratings files from people (raters.safety)" in error("safety", *plain)
     (tmp_path / "short.jsonl").write_text(json.dumps({"id": "helpful-0", "answer": "x"}) + "\n")
     assert "no answer to" in error("safety", f"--model=s={tmp_path / 'short.jsonl'}", *_flags(root, tmp_path / "f"))

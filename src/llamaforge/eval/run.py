@@ -187,17 +187,28 @@ class _Answers:
         return load_model(path, device=device).eval(), Tokenizer(path)
 
 
-def _ratings(paths: list[str], scale: str, models: dict) -> list[dict] | None:
+def _ratings(paths: list[str], scale: str, models: dict, records: list[dict]) -> list[dict] | None:
+    """The ratings files' rows, or None: the simulated raters, who judge world records only."""
     from llamaforge.eval.human import read_ratings
 
-    return read_ratings(paths, scale, models=set(models)) if paths else None
+    if paths:
+        return read_ratings(paths, scale, models=set(models))
+    _need_checks(records, f"raters.{scale}")
+    return None
+
+
+def _need_checks(records: list[dict], what: str) -> None:
+    bad = next((r for r in records if not r.get("checks")), None)
+    if bad is not None:
+        raise ValueError(f"{what}: the simulated raters judge world records (with 'checks' and a reference answer); "
+                         f"prompt {bad['id']!r} has none: give ratings files from people ({what}) or another judge")
 
 
 def _helpfulness(cfg, models, target, answers, records, out) -> dict:
     from llamaforge.eval.human import rating_agreement, simulated_helpfulness_ratings, win_tie_loss, write_ratings
 
     r = cfg.raters
-    given = _ratings(r.helpfulness, "helpfulness", models)
+    given = _ratings(r.helpfulness, "helpfulness", models, records)
     result, rows = {}, []
     for other in [m for m in models if m != target]:
         if given is not None:
@@ -219,7 +230,7 @@ def _safety(cfg, models, answers, adversarial, borderline, helpful, out) -> dict
     from llamaforge.safety.refusal import detector, false_refusal, refusal_rates
 
     r = cfg.raters
-    given = _ratings(r.safety, "safety", models)
+    given = _ratings(r.safety, "safety", models, adversarial)
     refuses = detector(cfg.refusal)
     result, all_rows = {}, []
     for name in models:
@@ -249,6 +260,8 @@ def _judge(cfg, models, target, answers, helpful, adversarial) -> dict:
         from llamaforge.tokenizer import Tokenizer
 
         tokenizer = Tokenizer(cfg.judge.reward_helpful)
+    if cfg.judge.kind == "annotator":
+        _need_checks(helpful + adversarial, "judge.kind = \"annotator\"")
     judge = build_judge(cfg.judge, tokenizer)
     result = {}
     for other in [m for m in models if m != target]:
