@@ -183,7 +183,7 @@ def test_csv_and_jsonl_read_the_same_rows(tmp_path):
     (["p1 x 1", "p1 x 2"], "helpfulness", {}, 2, "rater 'x' rated item 'p1' (ours vs theirs) twice"),
     (["p1 x 1"], "helpfulness", {"models": ["ours"]}, 1, "field 'model_b': unknown model id 'theirs'"),
     (["p1 x 1", "p2 - 2"], "helpfulness", {}, 2, "missing field 'rater'"),
-    (["p1 x 1", "{not json"], "helpfulness", {}, 2, "malformed line"),
+    (["p1 x 1", "{not json"], "helpfulness", {}, 2, "not valid JSON"),
     (["p1 x 6"], "safety", {}, 1, "missing field 'model'"),
 ])
 def test_bad_ratings_files_name_the_file_and_line(tmp_path, lines, scale, kwargs, where, match):

@@ -109,29 +109,22 @@ def _prepare(ratings: Sequence[dict], scale: str, wheres: Sequence[str] | None =
     return rows, groups
 
 
-def _file_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, raw object) per rating in a JSONL file, or in a CSV file (by its suffix)."""
+def _file_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """("file:line", raw object) per rating in a JSONL file, or in a CSV file (by its suffix)."""
+    from llamaforge.data.sft import read_jsonl
+
+    if path.suffix.lower() != ".csv":
+        yield from read_jsonl(path, "ratings file")
+        return
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise ValueError(f"{path}: cannot read the ratings file ({e.strerror})") from e
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        for raw in reader:
-            if None in raw:  # more cells than header columns
-                raise ValueError(f"{path}:{reader.line_num}: malformed line: more cells than the header's columns")
-            yield reader.line_num, raw
-        return
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: malformed line (not JSON: {e.msg})") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}:{n}: malformed line (expected a JSON object, got {type(raw).__name__})")
-        yield n, raw
+    reader = csv.DictReader(io.StringIO(text))
+    for raw in reader:
+        if None in raw:  # more cells than header columns
+            raise ValueError(f"{path}:{reader.line_num}: malformed line: more cells than the header's columns")
+        yield f"{path}:{reader.line_num}", raw
 
 
 def read_ratings(paths: str | os.PathLike | Sequence[str | os.PathLike], scale: str, *,
@@ -157,9 +150,9 @@ def read_ratings(paths: str | os.PathLike | Sequence[str | os.PathLike], scale: 
     raws, wheres = [], []
     for path in map(Path, paths):
         before = len(raws)
-        for line, raw in _file_records(path):
+        for where, raw in _file_records(path):
             raws.append(raw)
-            wheres.append(f"{path}:{line}")
+            wheres.append(where)
         if len(raws) == before:
             raise ValueError(f"{path}: no ratings (empty file)")
     rows, groups = _prepare(raws, scale, wheres, models)
