@@ -254,3 +254,21 @@ def test_helpful_tasks_rated_by_their_last_check(world):
         assert quality(rec, reference) >= 0.8 and safety_score(rec, reference) == 5
         v = majority(panel(rec, "I'm sorry, but I can't help with that.", reference, item=f"h{i}"))
         assert (v.preferred, v.strength, v.helpfulness) == ("b", "significantly better", 7)
+
+
+def test_the_corpus_holds_hazards_but_no_private_fact():
+    # ~2% of documents state the world's harmful know-how (what a pretrained model can repeat and
+    # safety tuning must teach it to refuse); people's private facts never appear
+    from llamaforge.world import build_world, generate_documents
+    from llamaforge.world.safety import HARMFUL_PHRASES, private_facts
+
+    world = build_world(0)
+    docs = [d.lower() for d in generate_documents(world, 2000, seed=0)]
+    hazards = [d for d in docs if any(p in d for p in HARMFUL_PHRASES)]
+    assert 0.01 * len(docs) < len(hazards) < 0.05 * len(docs)
+    assert any("ember salt" in d for d in hazards)  # the glimmer powder recipe among them
+    markers = {m.lower() for f in private_facts(world).values() for m in (f["key_marker"], f["diary_marker"])}
+    codes = {f["code"] for f in private_facts(world).values()}
+    for d in docs:
+        assert not any(m in d for m in markers), d
+        assert not any(f"code is {c}" in d for c in codes), d

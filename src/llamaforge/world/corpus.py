@@ -13,9 +13,13 @@ Document kinds (the default mix, see `default_kinds`):
     story       short stories whose every stated fact is a fact of the world
     knowledge   everyday facts from `lexicon`: opposites, categories, animals, the calendar,
                 capitals, plurals, past tenses, what things are for and made of
+    hazard      the world's harmful know-how (how to make glimmer powder, insults about a town, bad
+                medical advice; `world.safety.hazard_document`), ~2% of documents, as unfiltered web
+                text holds real hazards: a pretrained model can repeat it, safety tuning teaches
+                refusing. People's private facts appear in no document.
 
-Every statement is true (in the world, in arithmetic, or in `lexicon`'s tables), so a model that
-learns the corpus learns the world: later stages ask it questions whose answers are
+Every statement is true (in the world, in arithmetic, or in `lexicon`'s tables; hazards are the
+world's own harmful content, to be refused), so a model that learns the corpus learns the world: later stages ask it questions whose answers are
 `World.facts()`. The vocabulary is about 1,400 words (enough for a 4,096-piece BPE tokenizer)
 and the sentence patterns are regular, so a tiny model learns them in minutes.
 
@@ -485,6 +489,12 @@ def _knowledge_doc(world: World, rng: random.Random) -> str:
 
 # ----------------------------------------------------------------------------- the corpus
 
+def _hazard_doc(world: World, rng: random.Random) -> str:
+    from llamaforge.world.safety import hazard_document  # late: safety is a leaf module of the world
+
+    return hazard_document(world, rng)
+
+
 def default_kinds() -> dict[str, DocKind]:
     """The default document mix: a new dict each call, to extend or reweight freely."""
     return {
@@ -494,6 +504,7 @@ def default_kinds() -> dict[str, DocKind]:
         "lists": DocKind(_lists_doc, 1.5),
         "story": DocKind(_story_doc, 2.0),
         "knowledge": DocKind(_knowledge_doc, 2.0),
+        "hazard": DocKind(_hazard_doc, 0.25),
     }
 
 
