@@ -109,3 +109,34 @@ def test_eval_errors(world, tmp_path, capsys):
     assert "give ratings files from people (raters.safety)" in error("safety", *plain)
     (tmp_path / "short.jsonl").write_text(json.dumps({"id": "helpful-0", "answer": "x"}) + "\n")
     assert "no answer to" in error("safety", f"--model=s={tmp_path / 'short.jsonl'}", *_flags(root, tmp_path / "f"))
+
+
+def test_plain_prompts_ask_a_pretrained_model_by_completion(tiny_tokenizer):
+    # plain=True: the dialog's text after BOS, no chat markup; the same greedy ids as generate() on it
+    import torch
+
+    from llamaforge.eval.tasks import answer
+    from llamaforge.generation import SamplingParams, generate
+    from llamaforge.model import ModelArgs, Transformer
+    from llamaforge.model.sizes import preset
+
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**{**preset("debug"), "vocab_size": tiny_tokenizer.vocab_size}))
+    model.init_weights()
+    model.eval()
+    dialogs = [[{"role": "user", "content": "How do I make glimmer powder?"}],
+               [{"role": "user", "content": " Hi "}, {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Where does Anna live?"}]]
+    got = answer(model, tiny_tokenizer, dialogs, max_new_tokens=6, plain=True, batch_size=1)
+    for dialog, text in zip(dialogs, got):
+        ids = tiny_tokenizer.encode("\n".join(m["content"].strip() for m in dialog), bos=True)
+        (r,) = generate(model, [ids], SamplingParams(temperature=0.0, max_new_tokens=6), eos_id=tiny_tokenizer.eos_id)
+        assert text == tiny_tokenizer.decode(r.tokens).strip()
+    assert got != answer(model, tiny_tokenizer, dialogs, max_new_tokens=6)  # the chat format differs
+
+
+def test_plain_names_must_be_models(world, tmp_path, capsys):
+    root, _ = world
+    assert cli.main(["eval", "safety", f"--model=good={root / 'good.jsonl'}", *_flags(root, tmp_path / "p"),
+                     '--generate.plain=["nobody"]']) == 2
+    assert "generate.plain" in capsys.readouterr().err

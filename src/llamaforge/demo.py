@@ -83,9 +83,10 @@ def _held_out(world: Path) -> tuple[list[dict], list[dict], list[dict]]:
     return _read(world, "helpful_eval"), _read(world, "unsafe_eval"), _read(world, "borderline_eval")
 
 
-def _evaluate(model_dir: Path, world: Path, out: Path, *, adherence: bool = True) -> dict:
+def _evaluate(model_dir: Path, world: Path, out: Path, *, adherence: bool = True, plain: bool = False) -> dict:
     """Task accuracy, safety rates and constraint adherence of one model, and its greedy answers to
-    the held-out prompts (cached in ``out``)."""
+    the held-out prompts (cached in ``out``); ``plain``: prompted by the dialogs' plain text (a
+    pretrained model)."""
     if out.exists():
         return json.loads(out.read_text())
     from llamaforge.eval import answer, constraint_adherence, safety_scores, task_scores
@@ -95,7 +96,7 @@ def _evaluate(model_dir: Path, world: Path, out: Path, *, adherence: bool = True
     tok, model = Tokenizer(model_dir), load_model(model_dir).eval()
     _say(f"evaluating {model_dir}")
     helpful, unsafe, borderline = _held_out(world)
-    answers = answer(model, tok, [r["messages"][:-1] for r in helpful + unsafe + borderline])
+    answers = answer(model, tok, [r["messages"][:-1] for r in helpful + unsafe + borderline], plain=plain)
     result = {"helpful": task_scores(helpful, answers[:len(helpful)]),
               "safety": safety_scores(unsafe, borderline, answers[len(helpful):]), "answers": answers}
     if adherence:
@@ -237,7 +238,8 @@ def main(out_dir: str | Path = "runs/demo", *, docs: int = 60000, vocab_size: in
 
     # 9. the paper's evaluations: pretrained vs SFT vs RLHF vs + context distillation vs final
     t0 = time.perf_counter()
-    evals["Pretrained"] = _evaluate(runs["pretrain"] / "model", world, out / "eval_pretrained.json", adherence=False)
+    evals["Pretrained"] = _evaluate(runs["pretrain"] / "model", world, out / "eval_pretrained.json", adherence=False,
+                                    plain=True)  # it never saw the chat format: asked by completion
     chain = {"Pretrained": runs["pretrain"] / "model", "SFT": runs["sft"] / "model", "RLHF": final,
              "RLHF+CD": cd_model, "Final": runs["gatt"] / "model"}
     paper = _paper_eval(chain, {"Pretrained": "Pretrained", "SFT": "SFT", "RLHF": list(stage_models)[-1],
@@ -269,7 +271,7 @@ def _paper_eval(chain: dict[str, Path], stage_of: dict[str, str], evals: dict, w
         rows = [{"id": r["id"], "answer": a} for r, a in zip(records, evals[stage]["answers"])]
         (out / "answers" / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     flags = [f"--out_dir={out}", "--models=[" + ", ".join(json.dumps(f"{k}={v}") for k, v in chain.items()) + "]",
-             "--target=Final", '--evals=["helpfulness", "safety", "judge", "benchmarks"]',
+             "--target=Final", '--evals=["helpfulness", "safety", "judge", "benchmarks"]', '--generate.plain=["Pretrained"]',
              *(f"--data.{key}=[{json.dumps(str(world / name))}]" for key, name in (
                  ("helpful", "helpful_eval.jsonl"), ("adversarial", "unsafe_eval.jsonl"),
                  ("borderline", "borderline_eval.jsonl"), ("choice", "mc_eval.jsonl"), ("choice_dev", "mc_dev.jsonl"),

@@ -53,6 +53,9 @@ class EvalGenerateConfig:
     max_new_tokens: int = 64  # greedy answers (temperature 0), as the paper's evaluations
     batch_size: int = 64
     device: str = "auto"  # "auto": cuda when available
+    # models prompted with the dialog's plain text instead of the chat format (pretrained models never
+    # saw the chat markup; base models are asked by completion)
+    plain: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +110,9 @@ def _models(cfg: EvalConfig) -> dict[str, Path]:
     unknown = [e for e in cfg.evals if e not in EVALS]
     if unknown:
         raise ValueError(f"evals: unknown {unknown}; expected some of {list(EVALS)}")
+    if [m for m in cfg.generate.plain if m not in models]:
+        raise ValueError(f"generate.plain: {[m for m in cfg.generate.plain if m not in models]} are none of the "
+                         f"models {list(models)}")
     if cfg.target and cfg.target not in models:
         raise ValueError(f"target={cfg.target!r} is none of the models {list(models)}")
     return models
@@ -166,7 +172,7 @@ class _Answers:
             _say(f"{name}: answering {len(todo)} prompts")
             g = self.cfg.generate
             for r, a in zip(todo, answer(model, tok, [_prompt(r) for r in todo], max_new_tokens=g.max_new_tokens,
-                                         batch_size=g.batch_size)):
+                                         batch_size=g.batch_size, plain=name in g.plain)):
                 memo[r["id"]] = a
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(cache.name + ".tmp")

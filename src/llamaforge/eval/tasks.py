@@ -39,10 +39,26 @@ def judge(check: dict, response: str) -> str | bool:
 
 @torch.inference_mode()
 def answer(model, tokenizer, prompts: Sequence[list[dict]], *, max_new_tokens: int = 64,
-           batch_size: int = 64) -> list[str]:
-    """Greedy answers to dialogs that end with a user turn (stripped text)."""
+           batch_size: int = 64, plain: bool = False) -> list[str]:
+    """Greedy answers to dialogs that end with a user turn (stripped text).
+
+    Args:
+        plain: prompt with the dialog's plain text (its messages' contents, one a line, after BOS),
+            not the chat format: how a pretrained model, which never saw the chat markup, is asked.
+    """
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    return [a.strip() for a in chat(model, tokenizer, list(prompts), params, batch_size=batch_size)]
+    if not plain:
+        return [a.strip() for a in chat(model, tokenizer, list(prompts), params, batch_size=batch_size)]
+    from llamaforge.generation import generate
+
+    ids = [tokenizer.encode("\n".join(m["content"].strip() for m in dialog), bos=True) for dialog in prompts]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+    out = [""] * len(ids)
+    for s in range(0, len(order), batch_size):
+        rows = order[s:s + batch_size]
+        for i, r in zip(rows, generate(model, [ids[i] for i in rows], params, eos_id=tokenizer.eos_id)):
+            out[i] = tokenizer.decode(r.tokens).strip()
+    return out
 
 
 def task_accuracy(model, tokenizer, records: Sequence[dict], *, max_new_tokens: int = 64, batch_size: int = 64,
