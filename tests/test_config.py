@@ -83,13 +83,14 @@ def test_every_shipped_config_loads_into_its_stage_dataclass():
     from llamaforge.rlhf.iterate import RLHFConfig
     from llamaforge.rlhf.ppo_train import PPOConfig
     from llamaforge.rlhf.rejection_sampling import RSConfig
+    from llamaforge.eval.run import EvalConfig
     from llamaforge.safety.context_distillation import CDConfig
     from llamaforge.train.pretrain import PretrainConfig
     from llamaforge.train.sft import SFTConfig
 
     classes = {"pretrain": PretrainConfig, "sft": SFTConfig, "gatt": GattConfig, "reward": RewardConfig,
                "rejection_sampling": RSConfig, "ppo": PPOConfig, "rlhf": RLHFConfig,
-               "context_distill": CDConfig}
+               "context_distill": CDConfig, "eval": EvalConfig}
     root = Path(__file__).resolve().parents[1] / "configs"
     files = sorted(root.glob("*/*.toml"))
     assert {f.parent.name for f in files} == set(classes)
