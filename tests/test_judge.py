@@ -192,6 +192,8 @@ def test_openai_judge_from_config_reads_the_key_from_the_named_variable(endpoint
     assert [r["auth"] for r in received] == ["Bearer sk-from-env"] * 2 and received[0]["body"]["max_tokens"] == 32
     build_judge(JudgeConfig(kind="openai", model="m", base_url=url, api_key_env=""))([(_records(1)[0], "a", "b")])
     assert received[-1]["auth"] == "Bearer EMPTY"
+    build_judge(JudgeConfig(kind="openai", model="m", base_url=url, api_key="sk-in-config"))([(_records(1)[0], "a", "b")])
+    assert received[-1]["auth"] == "Bearer sk-in-config"  # a key in the config comes first
     monkeypatch.delenv("LF_TEST_JUDGE_KEY")
     with pytest.raises(ValueError, match="judge.api_key_env: environment variable LF_TEST_JUDGE_KEY is not set"):
         build_judge(JudgeConfig(kind="openai", model="m", base_url=url, api_key_env="LF_TEST_JUDGE_KEY"))

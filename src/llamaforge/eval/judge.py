@@ -259,6 +259,7 @@ class JudgeConfig:
     model: str = ""  # "openai": the endpoint's model name; "model": the judge's model dir
     base_url: str = ""  # "openai": "" = the client's default (OPENAI_BASE_URL, else api.openai.com)
     api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key; "" = none (a local server)
+    api_key: str = ""  # the key itself, used before api_key_env (prefer the variable: configs get shared)
     template: str = ""  # a judge template file; "" = DEFAULT_TEMPLATE
     reward_helpful: str = ""  # "reward": the Helpfulness RM's dir
     reward_safety: str = ""  # "reward": the Safety RM's dir ("" = R_c is the helpfulness score)
@@ -285,7 +286,7 @@ def build_judge(cfg: JudgeConfig, tokenizer=None) -> Judge:
         if not cfg.model:
             raise ValueError("judge.model: kind 'openai' needs the endpoint's model name")
         # "EMPTY": a local server that checks no key still needs the client to send one
-        api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "EMPTY"
+        api_key = cfg.api_key or (os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "EMPTY")
         if not api_key:
             raise ValueError(f"judge.api_key_env: environment variable {cfg.api_key_env} is not set "
                              "(api_key_env = \"\" for a server that needs no key)")
