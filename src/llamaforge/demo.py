@@ -271,7 +271,8 @@ def _paper_eval(chain: dict[str, Path], stage_of: dict[str, str], evals: dict, w
         rows = [{"id": r["id"], "answer": a} for r, a in zip(records, evals[stage]["answers"])]
         (out / "answers" / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     flags = [f"--out_dir={out}", "--models=[" + ", ".join(json.dumps(f"{k}={v}") for k, v in chain.items()) + "]",
-             "--target=Final", '--evals=["helpfulness", "safety", "judge", "benchmarks"]', '--generate.plain=["Pretrained"]',
+             "--target=Final", '--evals=["helpfulness", "safety", "judge", "benchmarks"]',
+             '--generate.plain=["Pretrained"]',  # it never saw the chat format
              *(f"--data.{key}=[{json.dumps(str(world / name))}]" for key, name in (
                  ("helpful", "helpful_eval.jsonl"), ("adversarial", "unsafe_eval.jsonl"),
                  ("borderline", "borderline_eval.jsonl"), ("choice", "mc_eval.jsonl"), ("choice_dev", "mc_dev.jsonl"),

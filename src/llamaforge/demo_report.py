@@ -174,7 +174,8 @@ def _paper_section(paper: dict, out: Path, targets: dict) -> list[str]:
                   "|---|---|---|---|---|"]
         for name, e in safety.items():
             v, fr = e.get("violation") or {}, e.get("false_refusal") or {}
-            lines.append(f"| {name} | {pct(v.get('violation'), v.get('ci95'))} | {v.get('mean_rating', float('nan')):.2f} | "
+            lines.append(f"| {name} | {pct(v.get('violation'), v.get('ci95'))} | "
+                         f"{v.get('mean_rating', float('nan')):.2f} | "
                          f"{pct(fr.get('helpful', {}).get('rate'))} | {pct(fr.get('borderline', {}).get('rate'))} |")
         fin = safety.get(target, {})
         viol = (fin.get("violation") or {}).get("violation")
@@ -187,10 +188,12 @@ def _paper_section(paper: dict, out: Path, targets: dict) -> list[str]:
     helpful = paper.get("helpfulness") or {}
     if helpful:
         lines += ["Helpfulness (Figure 1): 7-point A/B ratings, the model under test at random as A or B.", "",
-                  "| comparison | win | tie | loss | win single-turn / multi-turn | Gwet AC1 / AC2 |", "|---|---|---|---|---|---|"]
+                  "| comparison | win | tie | loss | win single-turn / multi-turn | Gwet AC1 / AC2 |",
+                  "|---|---|---|---|---|---|"]
         for other, r in helpful.items():
             t, a = r.get("by_turns") or {}, r.get("agreement") or {}
-            lines.append(f"| {target} vs {other} | {pct(r['win'], r['ci95']['win'])} | {pct(r['tie'], r['ci95']['tie'])} | "
+            lines.append(f"| {target} vs {other} | {pct(r['win'], r['ci95']['win'])} | "
+                         f"{pct(r['tie'], r['ci95']['tie'])} | "
                          f"{pct(r['loss'], r['ci95']['loss'])} | {pct((t.get('single') or {}).get('win'))} / "
                          f"{pct((t.get('multi') or {}).get('win'))} | {a.get('ac1', float('nan')):.3f} / "
                          f"{a.get('ac2', float('nan')):.3f} |")
@@ -315,7 +318,8 @@ def write_report(out: Path, runs: dict, evals: dict, *, rlhf: dict, entropy: flo
               **{s.lower(): measures(evals[s]) for s in stages},
               "reward": reward, "win_rate": {k: v for k, v in wr.items() if k != "samples"},
               "reward_models": {k: rlhf[f"reward_{k}"].get("eval") for k in ("helpful", "safety")},
-              "adherence": adh, "paper": {k: v for k, v in (paper or {}).items() if k != "figures"}, "figures": {k: str(p) for k, p in figs.items()}, "report": str(out / "report.md")}
+              "adherence": adh, "paper": {k: v for k, v in (paper or {}).items() if k != "figures"},
+              "figures": {k: str(p) for k, p in figs.items()}, "report": str(out / "report.md")}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     report["text"] = text
     return report

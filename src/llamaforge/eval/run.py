@@ -316,7 +316,8 @@ def main(cfg: EvalConfig) -> dict:
     for name in cfg.evals:
         if not needs[name]:
             raise ValueError(f"evals: {name!r} has no data: set data."
-                             + {"helpfulness": "helpful", "safety": "adversarial", "judge": "helpful or data.adversarial",
+                             + {"helpfulness": "helpful", "safety": "adversarial",
+                                "judge": "helpful or data.adversarial",
                                 "benchmarks": "choice or data.text"}[name])
     if len(models) < 2 and any(e in cfg.evals for e in ("helpfulness", "judge")):
         raise ValueError("helpfulness and judge compare the target with other models: give at least two models")

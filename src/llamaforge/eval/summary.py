@@ -33,7 +33,8 @@ def _helpfulness(res: dict, target: str, out: Path, figs: dict) -> dict:
         agree = r.get("agreement") or {}
         table.append([f"{target} vs {other}", r["n"], pct(r["win"], r["ci95"]["win"]), pct(r["tie"], r["ci95"]["tie"]),
                       pct(r["loss"], r["ci95"]["loss"]),
-                      *(pct(split[k]["win"]) if split.get(k) and split[k].get("n") else "-" for k in ("single", "multi")),
+                      *(pct(split[k]["win"]) if split.get(k) and split[k].get("n") else "-"
+                        for k in ("single", "multi")),
                       _num(agree.get("ac1")), _num(agree.get("ac2"))])
     method = next(iter(res.values()), {}).get("method", "")
     return {"title": "Helpfulness (Figure 1)", "text": f"7-point A/B ratings, the model under test placed at random as "

@@ -34,8 +34,8 @@ import torch
 
 from llamaforge.train.sft import SFTConfig, SFTDataConfig
 
-__all__ = ["best_of_n_curve", "clean_answer", "read_pool", "sample_answers", "select_best",
-           "RSConfig", "main"]
+__all__ = ["best_of_n_curve", "clean_answer", "read_pool", "sample_answers", "select_best", "load_checked",
+           "write_jsonl", "RSConfig", "main"]
 
 
 def best_of_n_curve(rewards: torch.Tensor) -> dict[str, list[float]]:
@@ -161,7 +161,9 @@ def _check(cfg: RSConfig) -> None:
                              "batch_size >= 1, max_prompts >= 0, weight >= 0 and a non-empty list of prompt files")
 
 
-def _load(path: str, what: str, device, dtype, scalar: bool):
+def load_checked(path: str, what: str, device, dtype, scalar: bool):
+    """A model dir for inference (eval mode), checked to be an LM (``scalar`` False) or a reward model;
+    ValueError names ``what`` (the config key) otherwise."""
     from llamaforge.model.checkpoint_io import load_model
     from llamaforge.model.heads import has_scalar_head
 
@@ -172,7 +174,8 @@ def _load(path: str, what: str, device, dtype, scalar: bool):
     return model
 
 
-def _write(path: Path, records: Sequence[dict]) -> None:
+def write_jsonl(path: Path, records: Sequence[dict]) -> None:
+    """``records`` as JSONL, under a temporary name renamed onto ``path`` (complete if present)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     tmp.replace(path)
@@ -234,7 +237,7 @@ def _sample_and_select(cfg: RSConfig, d, out: Path) -> None:
     by_id = {p["id"]: p for p in prompts}
 
     # 1. K samples per prompt that leaves room for an answer in the context
-    policy = _load(cfg.model.init_from, "model.init_from", d.device, dtype, scalar=False)
+    policy = load_checked(cfg.model.init_from, "model.init_from", d.device, dtype, scalar=False)
     ids = []
     for p in prompts:
         try:
@@ -256,8 +259,9 @@ def _sample_and_select(cfg: RSConfig, d, out: Path) -> None:
              for i, row in zip(fits, answers) for j, (a, f) in enumerate(row)]
 
     # 2. score the new samples and the pool's candidates (those that fit the context) with the current RMs
-    helpful = _load(cfg.reward.helpful, "reward.helpful", d.device, dtype, scalar=True)
-    safety = _load(cfg.reward.safety, "reward.safety", d.device, dtype, scalar=True) if cfg.reward.safety else None
+    helpful = load_checked(cfg.reward.helpful, "reward.helpful", d.device, dtype, scalar=True)
+    safety = (load_checked(cfg.reward.safety, "reward.safety", d.device, dtype, scalar=True)
+              if cfg.reward.safety else None)
     pool, unused = read_pool(r.pool, by_id, known={(c["id"], c["answer"]) for c in cands})
     fit = [len(encode_scored(tokenizer, by_id[c["id"]]["prompt"], c["answer"])) <= helpful.args.max_seq_len
            for c in pool]
@@ -285,13 +289,13 @@ def _sample_and_select(cfg: RSConfig, d, out: Path) -> None:
     # 4. every candidate, the stats and the plot; then the kept dialogs (last, by rename: complete if present)
     out.mkdir(parents=True, exist_ok=True)
     chosen = {id(c) for c in kept}
-    _write(out / "samples.jsonl", [{"id": c["id"], "family": by_id[c["id"]].get("family"),
+    write_jsonl(out / "samples.jsonl", [{"id": c["id"], "family": by_id[c["id"]].get("family"),
                                     "messages": by_id[c["id"]]["prompt"], **{k: v for k, v in c.items() if k != "id"},
                                     "kept": id(c) in chosen} for c in cands])
     stats["plot"] = _plot(curve, out / "reward_vs_k.png", r.k) if curve else None
     (out / "rs_stats.json").write_text(json.dumps(stats, indent=1))
     turn = [{"role": "assistant", "content": c["answer"]} for c in kept]
-    _write(out / "rs_data.jsonl", [{"id": c["id"], "family": by_id[c["id"]].get("family"), "loss": "last_turn",
+    write_jsonl(out / "rs_data.jsonl", [{"id": c["id"], "family": by_id[c["id"]].get("family"), "loss": "last_turn",
                                     "messages": by_id[c["id"]]["prompt"] + [t], "reward": c["reward"],
                                     "source": c["source"]} for c, t in zip(kept, turn)])
 

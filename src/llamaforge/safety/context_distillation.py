@@ -172,7 +172,7 @@ def _distill(cfg: CDConfig, d, out: Path) -> None:
     from llamaforge.data.prompts import read_prompts
     from llamaforge.generation import SamplingParams
     from llamaforge.reward.score import is_safety_prompt, score_responses
-    from llamaforge.rlhf.rejection_sampling import _load, _write, sample_answers
+    from llamaforge.rlhf.rejection_sampling import load_checked, sample_answers, write_jsonl
     from llamaforge.tokenizer import Tokenizer
     from llamaforge.train.loop import progress_bar
 
@@ -192,7 +192,7 @@ def _distill(cfg: CDConfig, d, out: Path) -> None:
     answer_templates = ANSWER_TEMPLATES if c.answer_templates else None
     pre = [with_preprompt(p["prompt"], preprompt(p, seed=c.seed, templates=templates,
                                                  answer_templates=answer_templates)) for p in prompts]
-    policy = _load(cfg.model.init_from, "model.init_from", d.device, dtype, scalar=False)
+    policy = load_checked(cfg.model.init_from, "model.init_from", d.device, dtype, scalar=False)
     plain_ids, pre_ids, fits = [], [], []
     for i, (p, q) in enumerate(zip(prompts, pre)):
         try:
@@ -220,7 +220,7 @@ def _distill(cfg: CDConfig, d, out: Path) -> None:
     gc.collect()
     torch.cuda.empty_cache()  # (a no-op unless CUDA is in use)
     # 4. the Safety RM compares them on the prompt without the preprompt
-    rm = _load(cfg.reward.safety, "reward.safety", d.device, dtype, scalar=True)
+    rm = load_checked(cfg.reward.safety, "reward.safety", d.device, dtype, scalar=True)
     plain = [prompts[i]["prompt"] for i in fits]
     with torch.inference_mode():
         s_orig = score_responses(rm, tokenizer, plain, original, batch_size=c.batch_size)
@@ -235,10 +235,10 @@ def _distill(cfg: CDConfig, d, out: Path) -> None:
                      "distilled": distilled[n], "safety_original": float(s_orig[n]),
                      "safety_distilled": float(s_dist[n]), "kept": bool(keep[n])})
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "cd_samples.jsonl", rows)
+    write_jsonl(out / "cd_samples.jsonl", rows)
     stats = {**_stats(prompts, rows), "temperature": c.temperature, "margin": c.margin}
     (out / "cd_stats.json").write_text(json.dumps(stats, indent=1))
-    _write(out / "cd_data.jsonl", [{"id": r["id"], "family": r["family"], "loss": "last_turn",
+    write_jsonl(out / "cd_data.jsonl", [{"id": r["id"], "family": r["family"], "loss": "last_turn",
                                     "messages": r["messages"] + [{"role": "assistant", "content": r["distilled"]}],
                                     "safety": r["safety_distilled"]} for r in rows if r["kept"]])
 
