@@ -100,3 +100,27 @@ def test_model_forward_with_targets_equals_loss_on_logits():
     torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-6)
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref_grads[n], rtol=1e-5, atol=1e-7, msg=n)
+
+
+def test_a_compiled_forward_runs_the_loss_eagerly():
+    # torch.compile of the whole forward + loss: the loss is excluded from the graph (dynamo would
+    # unroll its chunk loops: minutes of compiling), and the loss and gradients equal eager's
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**{**preset("debug"), "vocab_size": 3000}))
+    x = torch.randint(0, 3000, (2, 64))
+    y = torch.randint(0, 3000, (2, 64))
+    eager = model(x, targets=y)
+    eager.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    explained = torch._dynamo.explain(lambda a, b: model(a, targets=b))(x, y)
+    assert any("linear_cross_entropy" in str(b.reason) or "disable" in str(b.reason).lower()
+               for b in explained.break_reasons), explained.break_reasons
+    compiled = torch.compile(lambda a, b: model(a, targets=b))(x, y)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    for p, g in zip(model.parameters(), want):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
