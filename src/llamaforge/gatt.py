@@ -266,12 +266,8 @@ def main(cfg: GattConfig) -> dict:
         tmp.rename(synth_path)
         stats_path.write_text(json.dumps({**stats, "examples": len(records)}, indent=1))
     barrier(d)
-    train_cfg = GattConfig(**{**vars(cfg), "data": SFTDataConfig(**{**vars(cfg.data),
-                                                                    "paths": [str(synth_path), *cfg.data.paths],
-                                                                    "weights": [1.0, *cfg.data.weights]
-                                                                    if cfg.data.weights else []})})
-    from llamaforge.train.sft import run
+    from llamaforge.train.sft import run_with
 
-    summary = run(train_cfg, stage="gatt")
+    summary = run_with(cfg, synth_path, 1.0, stage="gatt")
     summary["synthesis"] = json.loads(stats_path.read_text()) if stats_path.is_file() else None
     return summary

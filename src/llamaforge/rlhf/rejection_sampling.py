@@ -305,7 +305,7 @@ def main(cfg: RSConfig) -> dict:
     SFT loop. Returns the SFT summary plus ``"rs"``: the rs_stats.json numbers."""
     from llamaforge.parallel import barrier, init_distributed
     from llamaforge.train.loop import check_run_dir
-    from llamaforge.train.sft import run
+    from llamaforge.train.sft import run_with
 
     _check(cfg)
     d = init_distributed(cfg.train.device)
@@ -319,9 +319,6 @@ def main(cfg: RSConfig) -> dict:
     if not stats.get("kept", data_path.read_text().strip()):
         raise ValueError(f"rejection sampling kept no prompt (rs.min_reward={cfg.rs.min_reward}; see {stats_path}): "
                          "nothing to fine-tune on")
-    weights = [cfg.rs.weight, *(cfg.data.weights or [1.0] * len(cfg.data.paths))]
-    train_cfg = RSConfig(**{**vars(cfg), "data": SFTDataConfig(**{**vars(cfg.data), "weights": weights,
-                                                                    "paths": [str(data_path), *cfg.data.paths]})})
-    summary = run(train_cfg, stage="rejection-sampling")
+    summary = run_with(cfg, data_path, cfg.rs.weight, stage="rejection-sampling")
     summary["rs"] = stats
     return summary

@@ -248,7 +248,7 @@ def main(cfg: CDConfig) -> dict:
     loop. Returns the SFT summary plus ``"cd"``: the cd_stats.json numbers."""
     from llamaforge.parallel import barrier, init_distributed
     from llamaforge.train.loop import check_run_dir
-    from llamaforge.train.sft import run
+    from llamaforge.train.sft import run_with
 
     _check(cfg)
     d = init_distributed(cfg.train.device)
@@ -262,9 +262,6 @@ def main(cfg: CDConfig) -> dict:
     if not stats.get("kept", data_path.read_text().strip()):
         raise ValueError(f"context distillation kept no answer: the Safety RM preferred no distilled answer "
                          f"(cd.margin={cfg.cd.margin}; see {out / 'cd_samples.jsonl'}): nothing to fine-tune on")
-    weights = [cfg.cd.weight, *(cfg.data.weights or [1.0] * len(cfg.data.paths))]
-    train_cfg = CDConfig(**{**vars(cfg), "data": SFTDataConfig(**{**vars(cfg.data), "weights": weights,
-                                                                    "paths": [str(data_path), *cfg.data.paths]})})
-    summary = run(train_cfg, stage="context-distill")
+    summary = run_with(cfg, data_path, cfg.cd.weight, stage="context-distill")
     summary["cd"] = stats
     return summary

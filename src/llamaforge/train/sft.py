@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import sys
 import time
+import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -117,6 +119,15 @@ def evaluate(model, data: SFTData, micro: int, autocast, d: Dist) -> float:
 def main(cfg: SFTConfig) -> dict:
     """Run (or resume) supervised fine-tuning; return a summary (losses, data stats, paths)."""
     return run(cfg, stage="sft")
+
+
+def run_with(cfg: SFTConfig, path: str | Path, weight: float, stage: str) -> dict:
+    """``run`` with a stage's own dialogs (``path``: rejection sampling's kept answers, GAtt's
+    synthetic dialogs, context distillation's) ahead of ``data.paths``, used ``weight`` times an
+    epoch; the mixed-in files keep their weights (1.0 each when none are given)."""
+    weights = [weight, *(cfg.data.weights or [1.0] * len(cfg.data.paths))]
+    data = dataclasses.replace(cfg.data, paths=[str(path), *cfg.data.paths], weights=weights)
+    return run(dataclasses.replace(cfg, data=data), stage=stage)
 
 
 def run(cfg: SFTConfig, stage: str = "sft") -> dict:
