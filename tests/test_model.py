@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llamaforge import SIZES, ModelArgs, Transformer
-from llamaforge.model.llama import apply_rope, rope_cos_sin
+from llamaforge.model.llama import RMSNorm, apply_rope, rope_cos_sin
 from llamaforge.model.sizes import preset
 
 
@@ -86,6 +86,33 @@ def test_rope_rotates_adjacent_pairs_like_complex_multiply():
     cis = torch.polar(torch.ones(5, 4), torch.outer(torch.arange(5).float(), freqs))  # [T, 4]
     expected = torch.view_as_real(torch.view_as_complex(x.reshape(1, 5, 2, 4, 2)) * cis[None, :, None])
     torch.testing.assert_close(apply_rope(x, cos, sin), expected.flatten(3), atol=1e-6, rtol=0)
+
+
+def test_rope_compiled_form_equals_eager_form(monkeypatch):
+    # eager rotates with a complex multiply, a compiled graph with real ops inductor fuses: same numbers,
+    # forward and backward, per-row positions too
+    torch.manual_seed(0)
+    cos, sin = rope_cos_sin(torch.tensor([[0, 1, 2, 3, 4], [0, 0, 1, 2, 3]]), 8, 10000.0)
+    x = torch.randn(2, 5, 3, 8, requires_grad=True)
+    g = torch.randn(2, 5, 3, 8)
+    eager = apply_rope(x, cos, sin)
+    (grad_eager,) = torch.autograd.grad(eager, x, g)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    real = apply_rope(x, cos, sin)
+    (grad_real,) = torch.autograd.grad(real, x, g)
+    torch.testing.assert_close(eager, real, atol=1e-6, rtol=0)
+    torch.testing.assert_close(grad_eager, grad_real, atol=1e-6, rtol=0)
+    xb = x.detach().bfloat16()
+    assert apply_rope(xb, cos, sin).dtype == torch.bfloat16
+
+
+def test_rmsnorm_under_autocast_hands_linears_the_autocast_dtype():
+    norm = RMSNorm(8)
+    x = torch.randn(2, 3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, norm(x).bfloat16(), atol=0, rtol=0)
 
 
 def test_causality_and_explicit_causal_mask_agree():

@@ -75,7 +75,12 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x)
-        return normed * self.weight
+        out = normed * self.weight
+        if torch.is_autocast_enabled(x.device.type):
+            # every consumer is a linear layer that autocast would feed a low-precision copy of
+            # `out`, one copy per layer (wq, wk and wv; w1 and w3): make that copy once here
+            out = out.to(torch.get_autocast_dtype(x.device.type))
+        return out
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +107,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
         [B, T, H, head_dim] in x's dtype (the rotation itself runs in fp32).
     """
     pairs = x.float().unflatten(-1, (-1, 2))  # [B, T, H, head_dim // 2, 2]
+    if not torch.compiler.is_compiling():
+        # eager: one complex multiply (Meta's own form) instead of six strided real passes and a
+        # stack, ~3x less time forward + backward on a CPU; same products, same fp32 arithmetic
+        rotated = torch.view_as_real(torch.view_as_complex(pairs) * torch.complex(cos, sin))
+        return rotated.flatten(-2).type_as(x)
+    # compiled: the real form, which inductor fuses into one kernel (it does not fuse complex ops)
     real, imag = pairs[..., 0], pairs[..., 1]
     rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
     return rotated.flatten(-2).type_as(x)  # [B, T, H, head_dim]
