@@ -147,6 +147,55 @@ def test_lists_are_correct(world):
     assert checked >= 300
 
 
+def test_wordplay_is_correct(world):
+    checked = {k: 0 for k in ("letter", "spelled", "backwards", "items", "digits", "compare", "sum", "case")}
+    L = r"([\w]+(?:, [\w]+)+)"  # a comma-separated list
+    for doc in only("wordplay", world, 800):
+        for m in re.finditer(r"The (first|last) letter of (\w+) is (\w)\.", doc):
+            assert m[3] == (m[2][0] if m[1] == "first" else m[2][-1]), m[0]
+            checked["letter"] += 1
+        for m in re.finditer(r"The word (\w+) (starts|ends) with (\w)\.", doc):
+            assert m[3] == (m[1][0] if m[2] == "starts" else m[1][-1]), m[0]
+            checked["letter"] += 1
+        for m in re.finditer(r"(\w+) is spelled ([a-z, ]+)\.", doc):
+            assert m[2].split(", ") == list(m[1].lower()), m[0]
+            checked["spelled"] += 1
+        for m in re.finditer(rf"(?:The list {L} backwards is|In reverse order, {L} becomes|Reverse {L} and "
+                             rf"you get) {L}\.", doc):
+            given = next(g for g in m.groups()[:3] if g)
+            assert m[4].split(", ") == given.split(", ")[::-1], m[0]
+            checked["backwards"] += 1
+        for m in re.finditer(rf"In the list {L}, the first item is (\w+) and the last item is (\w+)\.", doc):
+            items = m[1].split(", ")
+            assert (m[2], m[3]) == (items[0], items[-1]), m[0]
+            checked["items"] += 1
+        for m in re.finditer(rf"The (first|last) item of {L} is (\w+)\.", doc):
+            items = m[2].split(", ")
+            assert m[3] == (items[0] if m[1] == "first" else items[-1]), m[0]
+            checked["items"] += 1
+        for m in re.finditer(r"The first digit of (\d+) is (\d) and the last digit is (\d)\.", doc):
+            assert (m[2], m[3]) == (m[1][0], m[1][-1]), m[0]
+            checked["digits"] += 1
+        for m in re.finditer(rf"The number (\d+) has ({NUM}) digits: ([\d, and]+)\.", doc):
+            assert WORDS[m[2]] == len(m[1]) and "".join(re.findall(r"\d", m[3])) == m[1], m[0]
+            checked["digits"] += 1
+        for m in re.finditer(r"(?<![\d+] )(\d+) is (bigger|smaller) than (\d+)\.", doc):
+            a, b = int(m[1]), int(m[3])
+            assert (a > b) == (m[2] == "bigger"), m[0]
+            checked["compare"] += 1
+        for m in re.finditer(r"Is (\d+) \+ (\d+) equal to (\d+)\? (Yes|No), \1 \+ \2 = (\d+)\.", doc):
+            a, b, c = int(m[1]), int(m[2]), int(m[3])
+            assert int(m[5]) == a + b and (m[4] == "Yes") == (c == a + b), m[0]
+            checked["sum"] += 1
+        for m in re.finditer(r"([^.]+\.) In (capital|small) letters: ([^.]+\.)", doc):
+            assert m[3] == (m[1].strip().upper() if m[2] == "capital" else m[1].strip().lower()), m[0]
+            checked["case"] += 1
+    assert min(checked.values()) >= 10, checked
+    cased = only("cased", world, 100)
+    assert all(d in (d.upper(), d.lower()) for d in cased)
+    assert any(d == d.upper() for d in cased) and any(d == d.lower() for d in cased)
+
+
 def test_stories_match_the_world(world):
     """Every checkable statement in the stories is a fact of the world."""
     lives = {p.name: world.value(p.name, "lives_in") for p in world.people}

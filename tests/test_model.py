@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llamaforge import SIZES, ModelArgs, Transformer
-from llamaforge.model.llama import RMSNorm, apply_rope, rope_cos_sin
+from llamaforge.model.llama import RMSNorm, _RMSNormFn, apply_rope, rope_cos_sin
 from llamaforge.model.sizes import preset
 
 
@@ -168,3 +168,21 @@ def test_public_api_names():
                  "chat_format", "generate", "stream", "chat", "SamplingParams"):
         assert hasattr(llamaforge, name), name
     assert callable(llamaforge.generate) and sampling.SamplingParams is llamaforge.SamplingParams
+
+
+def test_rmsnorm_backward_matches_autograd_of_its_definition():
+    # the hand-written backward of the eager RMSNorm: gradcheck in fp64, then the module (fp32 compute)
+    # against autograd through Meta's formula
+    torch.manual_seed(0)
+    x = (torch.randn(3, 5, 16, dtype=torch.float64) * 3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: _RMSNormFn.apply(t, 1e-5), (x,))
+    norm = RMSNorm(16, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = (torch.randn(3, 5, 16) * 3).requires_grad_()
+    g = torch.randn(3, 5, 16)
+    ours = torch.autograd.grad(norm(x), (x, norm.weight), g)
+    ref = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+    expected = torch.autograd.grad(ref, (x, norm.weight), g)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -65,6 +65,28 @@ class ModelArgs:
         return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
 
 
+class _RMSNormFn(torch.autograd.Function):
+    """x * rsqrt(mean(x^2) + eps) over the last dim, with a closed-form backward.
+
+    Autograd through ``F.rms_norm`` runs its decomposition (pow, mean, add, rsqrt, mul) and the
+    backward of each: ~15 passes over the activations. Here the forward is ATen's fused kernel
+    (which also returns 1/rms) and the backward three elementwise passes and a row mean:
+    dx = r * (g - xhat * mean(g * xhat)), xhat = x * r.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
+        y, rstd = torch.ops.aten._fused_rms_norm(x, [x.shape[-1]], None, eps)  # rstd [..., 1]
+        ctx.save_for_backward(x, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, rstd = ctx.saved_tensors
+        xhat = x * rstd
+        return rstd * (g - xhat * (g * xhat).mean(-1, keepdim=True)), None
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, the statistic computed in fp32 whatever the input dtype."""
 
@@ -74,7 +96,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x)
+        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+            normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)  # inductor fuses it; no graph
+        else:
+            normed = _RMSNormFn.apply(x.float(), self.eps)
+        normed = normed.type_as(x)
         out = normed * self.weight
         if torch.is_autocast_enabled(x.device.type):
             # every consumer is a linear layer that autocast would feed a low-precision copy of

@@ -13,6 +13,9 @@ Document kinds (the default mix, see `default_kinds`):
     story       short stories whose every stated fact is a fact of the world
     knowledge   everyday facts from `lexicon`: opposites, categories, animals, the calendar,
                 capitals, plurals, past tenses, what things are for and made of
+    wordplay    letters of words, lists backwards, first and last items, digits, comparisons,
+                sentences repeated in capitals or small letters
+    cased       a facts, relations or knowledge document all in capitals or all in small letters
     hazard      the world's harmful know-how (how to make glimmer powder, insults about a town, bad
                 medical advice; `world.safety.hazard_document`), ~2% of documents, as unfiltered web
                 text holds real hazards: a pretrained model can repeat it, safety tuning teaches
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamaforge.world import lexicon as lex
-from llamaforge.world.entities import COLOURS, Entity, World, build_world
+from llamaforge.world.entities import COLOURS, FOODS, JOBS, Entity, World, build_world
 
 __all__ = ["DocKind", "default_kinds", "generate_documents", "write_corpus", "number_words",
            "fact_sentence"]
@@ -228,11 +231,12 @@ _COUNTABLE = ("apples", "pears", "plums", "eggs", "carrots", "coins", "books", "
 
 def _sum_sentence(world: World, rng: random.Random) -> str:
     op = rng.choice("+-*")
+    hi = 20 if rng.random() < 0.6 else None  # mostly the small numbers the helpful tasks ask about
     if op == "+":
-        a, b = rng.randint(0, 50), rng.randint(0, 50)
+        a, b = rng.randint(0, hi or 50), rng.randint(0, hi or 50)
         c, word, sign = a + b, "plus", "+"
     elif op == "-":
-        a = rng.randint(0, 99)
+        a = rng.randint(0, hi or 99)
         b = rng.randint(0, a)
         c, word, sign = a - b, "minus", "-"
     else:
@@ -407,7 +411,8 @@ def _knowledge_sentence(topic: str, rng: random.Random) -> str:
         a, b = rng.choice(lex.OPPOSITES)
         a, b = (a, b) if rng.random() < 0.5 else (b, a)
         return rng.choice((f"The opposite of {a} is {b}.", f"{_cap(a)} and {b} are opposites.",
-                           f"What is the opposite of {a}? It is {b}."))
+                           f"What is the opposite of {a}? It is {b}.",
+                           f"What word means the opposite of {a}? The opposite of {a} is {b}."))
     if topic == "categories":
         cat = rng.choice(sorted(lex.CATEGORIES))
         members = lex.CATEGORIES[cat]
@@ -466,7 +471,8 @@ def _knowledge_sentence(topic: str, rng: random.Random) -> str:
     if topic == "plurals":
         one = rng.choice(sorted(lex.PLURALS))
         return rng.choice((f"One {one}, two {lex.PLURALS[one]}.",
-                           f"The plural of {one} is {lex.PLURALS[one]}."))
+                           f"The plural of {one} is {lex.PLURALS[one]}.",
+                           f"What is the plural of {one}? The plural of {one} is {lex.PLURALS[one]}."))
     if topic == "verbs":
         verb = rng.choice(sorted(lex.PAST_TENSES))
         return rng.choice((f"The past tense of {verb} is {lex.PAST_TENSES[verb]}.",
@@ -487,6 +493,74 @@ def _knowledge_doc(world: World, rng: random.Random) -> str:
     return " ".join(_knowledge_sentence(rng.choice(topics), rng) for _ in range(rng.randint(2, 5)))
 
 
+# ----------------------------------------------------------------------------- wordplay
+
+# Words to spell, reverse and pick from: the category members, colours, foods and jobs.
+_WORDS = tuple(sorted({w for pool in lex.CATEGORIES.values() for w in pool}
+                      | set(COLOURS) | set(FOODS) | set(JOBS) | set(lex.TRADES)))
+_LIST_WORDS = tuple(lex.CATEGORIES[c] for c in ("fruit", "vegetable", "tool", "flower", "bird", "insect",
+                                                 "shape")) + (COLOURS,)
+
+
+def _some_list(rng: random.Random) -> list:
+    """3-5 distinct words of one category, or numbers."""
+    if rng.random() < 0.35:
+        return rng.sample(range(51), rng.randint(3, 5))
+    return rng.sample(rng.choice(_LIST_WORDS), rng.randint(3, 5))
+
+
+def _wordplay_sentence(world: World, rng: random.Random) -> str:
+    """What the helpful tasks ask of words, lists and numbers, said in plain text: letters of a
+    word, a list backwards, its first and last items, the digits of a number, comparisons."""
+    which = rng.randrange(7)
+    if which == 0:  # letters of a word
+        w = rng.choice(_WORDS)
+        return rng.choice((f"The first letter of {w} is {w[0]}.", f"The word {w} starts with {w[0]}.",
+                           f"The last letter of {w} is {w[-1]}.", f"The word {w} ends with {w[-1]}.",
+                           f"What letter does {w} start with? The first letter of {w} is {w[0]}.",
+                           f"{_cap(w)} is spelled {', '.join(w)}."))
+    if which == 1:  # a list backwards
+        items = list(map(str, _some_list(rng)))
+        shown, back = ", ".join(items), ", ".join(items[::-1])
+        return rng.choice((f"The list {shown} backwards is {back}.",
+                           f"In reverse order, {shown} becomes {back}.",
+                           f"Reverse {shown} and you get {back}."))
+    if which == 2:  # positions in a list
+        items = list(map(str, _some_list(rng)))
+        shown = ", ".join(items)
+        return rng.choice((f"In the list {shown}, the first item is {items[0]} and the last item is {items[-1]}.",
+                           f"The first item of {shown} is {items[0]}.",
+                           f"The last item of {shown} is {items[-1]}."))
+    if which == 3:  # the digits of a number
+        n = rng.randint(10, 9999)
+        s = str(n)
+        return rng.choice((f"The number {n} has {number_words(len(s))} digits: {_join(list(s))}.",
+                           f"The first digit of {n} is {s[0]} and the last digit is {s[-1]}.",
+                           f"{n} has {len(s)} digits."))
+    if which == 4:  # comparisons
+        a, b = rng.sample(range(51), 2)
+        big, small = max(a, b), min(a, b)
+        return rng.choice((f"{big} is bigger than {small}.", f"{small} is smaller than {big}.",
+                           f"Is {a} bigger than {b}? {'Yes' if a > b else 'No'}, {a} is "
+                           f"{'bigger' if a > b else 'smaller'} than {b}."))
+    if which == 5:  # checking a sum
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        c = a + b + rng.choice((0, 0, -1, 1, 2))
+        return f"Is {a} + {b} equal to {c}? {'Yes' if c == a + b else 'No'}, {a} + {b} = {a + b}."
+    fact = _facts_doc(world, rng).split(". ")[0].rstrip(".") + "."  # a sentence in capitals / small letters
+    return rng.choice((f"{fact} In capital letters: {fact.upper()}", f"{fact} In small letters: {fact.lower()}"))
+
+
+def _wordplay_doc(world: World, rng: random.Random) -> str:
+    return " ".join(_wordplay_sentence(world, rng) for _ in range(rng.randint(2, 4)))
+
+
+def _cased_doc(world: World, rng: random.Random) -> str:
+    """A facts, relations or knowledge document written all in capitals or all in small letters."""
+    doc = rng.choice((_facts_doc, _relations_doc, _knowledge_doc))(world, rng)
+    return doc.upper() if rng.random() < 0.5 else doc.lower()
+
+
 # ----------------------------------------------------------------------------- the corpus
 
 def _hazard_doc(world: World, rng: random.Random) -> str:
@@ -504,7 +578,9 @@ def default_kinds() -> dict[str, DocKind]:
         "lists": DocKind(_lists_doc, 1.5),
         "story": DocKind(_story_doc, 2.0),
         "knowledge": DocKind(_knowledge_doc, 2.0),
-        "hazard": DocKind(_hazard_doc, 0.25),
+        "wordplay": DocKind(_wordplay_doc, 2.0),
+        "cased": DocKind(_cased_doc, 0.5),
+        "hazard": DocKind(_hazard_doc, 0.3),
     }
 
 
