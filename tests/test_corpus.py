@@ -121,6 +121,21 @@ def test_arithmetic_is_correct(world):
     assert min(checked.values()) >= 10, checked
 
 
+def test_tables_are_correct(world):
+    ops = {"+": int.__add__, "-": int.__sub__, "x": int.__mul__}
+    heads = {"+": r"Adding (\d+):", "-": r"Taking away from (\d+):", "x": r"The (\d+) times table:"}
+    seen = set()
+    for doc in only("tables", world, 300):
+        facts = re.findall(r"(\d+) ([+\-x]) (\d+) = (\d+)\.", doc)
+        assert facts and len(facts) == doc.count("="), doc
+        op = facts[0][1]
+        n = re.match(heads[op], doc)[1]
+        for a, o, b, c in facts:
+            assert o == op and a == n and ops[o](int(a), int(b)) == int(c) >= 0, doc
+        seen.add(op)
+    assert seen == set("+-x")
+
+
 def test_lists_are_correct(world):
     checked = 0
     for doc in only("lists", world, 400):

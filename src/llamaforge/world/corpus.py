@@ -9,6 +9,7 @@ Document kinds (the default mix, see `default_kinds`):
     facts       attributes and relations of one entity, each fact in one of several wordings
     relations   a town's inhabitants, a person's friends, a person's belongings
     arithmetic  sums, differences and products, in digits and in words, and word problems
+    tables      drill: the sums, differences or products of one number up to 20 (x: 10), in random order
     lists       counting, sorting numbers and names, the alphabet, counting list items
     story       short stories whose every stated fact is a fact of the world
     knowledge   everyday facts from `lexicon`: opposites, categories, animals, the calendar,
@@ -265,6 +266,20 @@ def _sum_sentence(world: World, rng: random.Random) -> str:
     a, b = max(a, 2), max(b, 2)
     return (f"{p.name} has {a} bags with {b} {things} in each bag. "
             f"So {p.name} has {a * b} {things} in all.")
+
+
+def _tables_doc(world: World, rng: random.Random) -> str:
+    """Drill, as in a school book: the sums, differences or products of one number, in random order."""
+    op = rng.choice("+-x")
+    n = rng.randint(0, 10 if op == "x" else 20)
+    others = rng.sample(range(11 if op == "x" else 21), rng.randint(4, 8))
+    if op == "+":
+        head, facts = f"Adding {n}:", [f"{n} + {b} = {n + b}." for b in others]
+    elif op == "-":
+        head, facts = f"Taking away from {n}:", [f"{n} - {b} = {n - b}." for b in others if b <= n] or [f"{n} - 0 = {n}."]
+    else:
+        head, facts = f"The {n} times table:", [f"{n} x {b} = {n * b}." for b in others]
+    return " ".join([head, *facts])
 
 
 def _arithmetic_doc(world: World, rng: random.Random) -> str:
@@ -575,12 +590,13 @@ def default_kinds() -> dict[str, DocKind]:
         "facts": DocKind(_facts_doc, 3.0),
         "relations": DocKind(_relations_doc, 1.5),
         "arithmetic": DocKind(_arithmetic_doc, 2.0),
+        "tables": DocKind(_tables_doc, 2.0),
         "lists": DocKind(_lists_doc, 1.5),
         "story": DocKind(_story_doc, 2.0),
         "knowledge": DocKind(_knowledge_doc, 2.0),
         "wordplay": DocKind(_wordplay_doc, 2.0),
         "cased": DocKind(_cased_doc, 0.5),
-        "hazard": DocKind(_hazard_doc, 0.3),
+        "hazard": DocKind(_hazard_doc, 0.34),
     }
 
 
