@@ -276,7 +276,8 @@ def _tables_doc(world: World, rng: random.Random) -> str:
     if op == "+":
         head, facts = f"Adding {n}:", [f"{n} + {b} = {n + b}." for b in others]
     elif op == "-":
-        head, facts = f"Taking away from {n}:", [f"{n} - {b} = {n - b}." for b in others if b <= n] or [f"{n} - 0 = {n}."]
+        head = f"Taking away from {n}:"
+        facts = [f"{n} - {b} = {n - b}." for b in others if b <= n] or [f"{n} - 0 = {n}."]
     else:
         head, facts = f"The {n} times table:", [f"{n} x {b} = {n * b}." for b in others]
     return " ".join([head, *facts])
