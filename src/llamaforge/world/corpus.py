@@ -514,15 +514,16 @@ def _knowledge_doc(world: World, rng: random.Random) -> str:
 # Words to spell, reverse and pick from: the category members, colours, foods and jobs.
 _WORDS = tuple(sorted({w for pool in lex.CATEGORIES.values() for w in pool}
                       | set(COLOURS) | set(FOODS) | set(JOBS) | set(lex.TRADES)))
-_LIST_WORDS = tuple(lex.CATEGORIES[c] for c in ("fruit", "vegetable", "tool", "flower", "bird", "insect",
-                                                 "shape")) + (COLOURS,)
+# The word pools of lists, here and in the helpful tasks (world.tasks).
+LIST_POOLS = tuple(lex.CATEGORIES[c] for c in ("fruit", "vegetable", "tool", "flower", "bird", "insect",
+                                                "shape")) + (COLOURS,)
 
 
 def _some_list(rng: random.Random) -> list:
     """3-5 distinct words of one category, or numbers."""
     if rng.random() < 0.35:
         return rng.sample(range(51), rng.randint(3, 5))
-    return rng.sample(rng.choice(_LIST_WORDS), rng.randint(3, 5))
+    return rng.sample(rng.choice(LIST_POOLS), rng.randint(3, 5))
 
 
 def _wordplay_sentence(world: World, rng: random.Random) -> str:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llamaforge.world import lexicon as lex
-from llamaforge.world.corpus import number_words
+from llamaforge.world.corpus import LIST_POOLS, number_words
 from llamaforge.world.entities import (COLOURS, FOODS, JOBS, OBJECT_TYPES, PERSON_NAMES, PLACES,
                                        SIZES, SPECIES, TOWN_NAMES, World)
 from llamaforge.world.verify import _NEGATIONS, verify
@@ -268,8 +268,7 @@ def _arithmetic(world: World, rng: random.Random, ctx: dict) -> _QA:
     return _QA(prompt, answer, _number(c), short=str(c))
 
 
-_LIST_POOLS = tuple(lex.CATEGORIES[c] for c in ("fruit", "vegetable", "tool", "flower", "bird",
-                                                "insect", "shape")) + (COLOURS,)
+_LIST_POOLS = LIST_POOLS  # shared with the corpus
 _OPPOSITE = {**dict(lex.OPPOSITES), **{b: a for a, b in lex.OPPOSITES}}
 # Not "the opposite of never": a reference answer may not contain a negation the check rejects.
 _ASK_OPPOSITE = sorted(w for w in _OPPOSITE if w not in _NEGATIONS)
