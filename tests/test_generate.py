@@ -22,6 +22,7 @@ from llamaforge.generation import (
     top_k_filter,
     top_p_filter,
 )
+from llamaforge.generation.sampling import inverse_cdf_draw
 from llamaforge.model.kv_cache import remove_kv_caches, setup_kv_caches
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=12)
@@ -200,6 +201,50 @@ def test_sample_draws_only_from_the_nucleus():
     assert math.isclose(counts[1] / 4000, 2 / 3, abs_tol=0.03)
 
 
+def test_inverse_cdf_draw_matches_the_distribution_across_blocks():
+    # 300 entries: two full blocks of 128 and a padded third; zero weights (one whole block among
+    # them) are never drawn, and the draws follow weights / sum (a chi-square test, p ~ 1e-6 bound)
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(300, generator=g) ** 4
+    w[128:256] = 0.0
+    w[290:] = 0.0
+    w[[5, 260]] = 0.0
+    n = 60000
+    draws = inverse_cdf_draw(w.expand(n, 300).contiguous(), torch.Generator().manual_seed(1))
+    counts = torch.bincount(draws, minlength=300).double()
+    assert counts[w == 0].sum() == 0
+    expected = n * w.double() / w.double().sum()
+    keep = expected > 0
+    chi2 = (((counts - expected)[keep]) ** 2 / expected[keep]).sum().item()
+    dof = int(keep.sum()) - 1
+    assert chi2 < dof + 5 * math.sqrt(2 * dof), (chi2, dof)
+
+
+def test_inverse_cdf_draw_edge_rows():
+    # all mass on the very last entry, on the first, or on one entry of a padded block; rows differ
+    w = torch.zeros(4, 200)
+    w[0, 199] = 1.0
+    w[1, 0] = 3.0
+    w[2, 130] = 1e-30  # tiny but positive: still the only choice
+    w[3, [7, 150]] = 1.0
+    draws = inverse_cdf_draw(w, torch.Generator().manual_seed(0))
+    assert draws[:3].tolist() == [199, 0, 130] and draws[3].item() in (7, 150)
+
+
+def test_sample_with_peaked_logits_never_draws_a_filtered_token():
+    # logits spread over ~300 (exp underflows for most tokens): only the top-k may be drawn
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 32000, generator=g) * 60
+    params = SamplingParams(temperature=1.0, top_p=1.0, top_k=5)
+    top5 = logits.topk(5, dim=-1).indices
+    for seed in range(3):
+        draws = sample(logits, params, torch.Generator().manual_seed(seed))
+        assert (top5 == draws[:, None]).any(dim=-1).all()
+    # without filters the top token dominates such rows: the runner-up is typically ~e^-10 as likely
+    draws = sample(logits, SamplingParams(temperature=1.0, top_p=1.0), torch.Generator().manual_seed(0))
+    assert (draws == logits.argmax(dim=-1)).float().mean() > 0.9
+
+
 # ---------------------------------------------------------------- stopping and streaming
 
 
@@ -332,6 +377,21 @@ def test_compiled_greedy_equals_eager_and_reuses_one_graph(inductor, preset):
     assert flipped == generate(model, prompts, params, eos_id=None) and flipped != compiled
     assert compiled_graphs() == graphs  # no recompile: not per step, per call, nor per weight update
     assert not caches_attached(model)
+
+
+@pytest.mark.slow
+def test_compiled_graphs_of_several_models_and_batches_each_pick_their_own(inductor):
+    # Steps after a call's first skip dynamo's guards (only those that tell cached graphs apart
+    # run): calls that alternate between models, dtypes and batch sizes must still each decode
+    # with their own graph and weights.
+    mha, gqa = make_model("debug"), make_model("debug-gqa", seed=1)
+    half = make_model("debug", seed=2).to(torch.bfloat16)
+    params = SamplingParams(temperature=0, max_new_tokens=10)
+    calls = [(mha, [3, 11, 1, 6]), (gqa, [3, 11, 1, 6]), (mha, [5]), (half, [5]), (gqa, [5]), (mha, [3, 11, 1, 6])]
+    for model, lengths in calls:
+        prompts = random_prompts(lengths, model.args.vocab_size)
+        assert generate(model, prompts, params, eos_id=None, compile=True) == generate(
+            model, prompts, params, eos_id=None)
 
 
 @pytest.mark.slow

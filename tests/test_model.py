@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from llamaforge import SIZES, ModelArgs, Transformer
-from llamaforge.model.llama import RMSNorm, _RMSNormFn, apply_rope, rope_cos_sin
+from llamaforge.model.llama import RMSNorm, _RMSNormFn, apply_rope, rope_cos_sin, single_query_attention
 from llamaforge.model.sizes import preset
 
 
@@ -104,6 +105,23 @@ def test_rope_compiled_form_equals_eager_form(monkeypatch):
     torch.testing.assert_close(grad_eager, grad_real, atol=1e-6, rtol=0)
     xb = x.detach().bfloat16()
     assert apply_rope(xb, cos, sin).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("n_kv", [6, 2, 1])
+def test_single_query_attention_equals_sdpa(n_kv):
+    # the decode step's attention: SDPA's numbers for one query, MHA and GQA, masked keys, bf16 too
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 6, 1, 16), torch.randn(3, n_kv, 20, 16), torch.randn(3, n_kv, 20, 16)
+    mask = torch.rand(3, 1, 1, 20) < 0.7
+    mask[..., 5] = True  # every row sees at least one key
+    for m in (mask, None):
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=n_kv != 6)
+        torch.testing.assert_close(single_query_attention(q, k, v, m), expected, atol=1e-5, rtol=0)
+    qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    out = single_query_attention(qb, kb, vb, mask)
+    expected = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, enable_gqa=n_kv != 6)
+    assert out.dtype == torch.bfloat16 and out.shape == (3, 6, 1, 16)
+    torch.testing.assert_close(out.float(), expected.float(), atol=2e-2, rtol=0)
 
 
 def test_rmsnorm_under_autocast_hands_linears_the_autocast_dtype():

@@ -144,6 +144,31 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return rotated.flatten(-2).type_as(x)  # [B, T, H, head_dim]
 
 
+def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Attention of one query position, as two small matmuls and a softmax.
+
+    What SDPA computes for T = 1, without its CPU flash kernel, whose set-up costs ~0.1 ms a call
+    whatever the size: most of a small model's decode step. Under ``torch.compile`` these ops fuse.
+
+    Args:
+        q: [B, H, 1, hd]; k, v: [B, Hkv, S, hd], H a multiple of Hkv (query heads j*rep..(j+1)*rep-1
+            share kv head j, as in ``enable_gqa``).
+        mask: BoolTensor broadcastable to [B, 1, 1, S], True where a key is seen; None: all keys.
+    Returns:
+        [B, H, 1, hd], the dtype of v.
+    """
+    bsz, n_heads, _, head_dim = q.shape
+    n_kv = k.shape[1]
+    # the rep query heads of one kv head become the rows of one [rep, hd] x [hd, S] matmul
+    q = q.view(bsz, n_kv, n_heads // n_kv, head_dim)
+    scores = (q @ k.transpose(-1, -2)).float() * head_dim**-0.5  # [B, Hkv, rep, S]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))  # mask [B, 1, 1, S] broadcasts over heads
+    probs = scores.softmax(dim=-1).to(v.dtype)
+    return (probs @ v).view(bsz, n_heads, 1, head_dim)
+
+
 class Attention(nn.Module):
     """Causal (grouped-query) self-attention through ``scaled_dot_product_attention``."""
 
@@ -173,12 +198,15 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # [B, Hkv, S, hd], S = cache length
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=mask,
-            is_causal=mask is None,
-            enable_gqa=self.n_kv_heads != self.n_heads,  # kv head j serves query heads j*rep..(j+1)*rep-1
-        )  # [B, H, T, hd]
+        if seqlen == 1:  # a decode step
+            y = single_query_attention(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v,
+                attn_mask=mask,
+                is_causal=mask is None,
+                enable_gqa=self.n_kv_heads != self.n_heads,  # kv head j serves query heads j*rep..(j+1)*rep-1
+            )  # [B, H, T, hd]
         return self.wo(y.transpose(1, 2).reshape(bsz, seqlen, -1))  # [B, T, H * hd] -> [B, T, dim]
 
 
