@@ -170,7 +170,8 @@ def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 class Attention(nn.Module):
-    """Causal (grouped-query) self-attention through ``scaled_dot_product_attention``."""
+    """Causal (grouped-query) self-attention through ``scaled_dot_product_attention`` (a decode step,
+    one query, through ``single_query_attention``)."""
 
     def __init__(self, args: ModelArgs):
         super().__init__()
