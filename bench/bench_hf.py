@@ -5,9 +5,11 @@ Measures (a) greedy decode tokens/s at batch 1 and 8 (128 new tokens), llamaforg
 plain ``generate`` in both; the optional ``decode-b1-compiled-both`` rows compile transformers too,
 with a static cache), and (b) one training step (forward + cross-entropy + backward) in fp32
 and bf16 autocast, with peak memory above the loaded model, and prints llamaforge / transformers
-ratios. Decode rows time the fastest of ``--repeats`` runs per side (a shared host has slow
-moments). Every measurement runs in a fresh subprocess so peak memory is not polluted by the other
-library; the peak is read from the kernel (VmHWM after resetting it through /proc/self/clear_refs).
+ratios. Decode rows time the fastest of ``--repeats`` runs per side and training rows the fastest
+of ``--train-steps`` steps (a shared host has slow moments). Both sides run under the same glibc
+malloc settings (``--malloc``; by default those the llamaforge CLI sets).
+Every measurement runs in a fresh subprocess so peak memory is not polluted by the other library;
+the peak is read from the kernel (VmHWM after resetting it through /proc/self/clear_refs).
 
     python bench/bench_hf.py                      # both configs (bench-15m, bench-110m)
     python bench/bench_hf.py --configs bench-15m --train-batch 4
@@ -36,6 +38,10 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
+    if a.malloc == "kept":  # on both sides: the comparison is of the code, not of allocator settings
+        from llamaforge.train.common import keep_freed_memory
+
+        keep_freed_memory()
     torch.manual_seed(0)
     model, vocab = load_side(impl, model_dir)
     gen = torch.Generator().manual_seed(1234)
@@ -107,15 +113,19 @@ def worker(impl: str, task: str, model_dir: str, a: argparse.Namespace) -> dict:
         model.zero_grad(set_to_none=True)
         return loss.item()
 
+    # the peak counts from before the warm-up: memory kept by the allocator from it is the step's too
+    base = reset_peak()
     t0 = time.perf_counter()
     step()  # warm-up (allocations, kernel selection; compiling for the -compiled tasks)
     warmup_s = time.perf_counter() - t0
-    base = reset_peak()
-    t0 = time.perf_counter()
-    losses = [step() for _ in range(a.train_steps)]
-    dt = time.perf_counter() - t0
-    return dict(tokens_per_s=a.train_steps * x.numel() / dt, seconds=dt, loss=losses[0], warmup_s=warmup_s,
-                peak_mib=(rss_kib("VmHWM") - base) / 1024)
+    losses, times = [], []
+    for _ in range(a.train_steps):
+        t0 = time.perf_counter()
+        losses.append(step())
+        times.append(time.perf_counter() - t0)
+    # the fastest step counts, as for decode (a shared host has slow moments); the mean is kept too
+    return dict(tokens_per_s=x.numel() / min(times), mean_tokens_per_s=len(times) * x.numel() / sum(times),
+                seconds=sum(times), loss=losses[0], warmup_s=warmup_s, peak_mib=(rss_kib("VmHWM") - base) / 1024)
 
 
 def matmul_peak_gflops(dtype_name: str) -> float:
@@ -141,8 +151,11 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--train-steps", type=int, default=3)
+    p.add_argument("--train-steps", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3, help="timed decode runs per side; the fastest counts")
+    p.add_argument("--malloc", choices=("kept", "default"), default="kept",
+                   help="glibc settings for BOTH sides: 'kept' = what the llamaforge CLI sets (freed memory "
+                        "kept for reuse, see train/common.py keep_freed_memory), 'default' = glibc's own")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", nargs=3, metavar=("IMPL", "TASK", "DIR"), help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -158,9 +171,9 @@ def main() -> None:
     peaks = {d: matmul_peak_gflops(d) for d in ("float32", "bfloat16")}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; matmul peak "
-          f"{peaks['float32']:.0f} GFLOP/s fp32, {peaks['bfloat16']:.0f} bf16")
+          f"{peaks['float32']:.0f} GFLOP/s fp32, {peaks['bfloat16']:.0f} bf16; malloc {a.malloc} (both sides)")
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-             if k in ("prompt_len", "new_tokens", "train_batch", "seq_len", "train_steps", "repeats")]
+             if k in ("prompt_len", "new_tokens", "train_batch", "seq_len", "train_steps", "repeats", "malloc")]
     results = {}
     for name in a.configs.split(","):
         args = ModelArgs(**SIZES[name])

@@ -13,6 +13,7 @@ from llamaforge.generation import (
     GenerationResult,
     SamplingParams,
     cache_bucket,
+    decode_head,
     decode_one_token,
     generate,
     left_pad,
@@ -62,7 +63,10 @@ def test_cached_logits_match_full_forward_with_left_padding(preset):
     try:
         with torch.inference_mode():
             prompt_logits = prefill(model, batch, last_n=None)  # [B, T, V]
-            step_logits = [decode_one_token(model, forced[:, i], longest + i, batch) for i in range(n_steps)]
+            head_t = decode_head(model)  # [dim, vocab]: odd steps use the decode loop's copy of the head
+            assert head_t.is_contiguous() and head_t.shape == (model.args.dim, vocab)
+            step_logits = [decode_one_token(model, forced[:, i], longest + i, batch, head_t if i % 2 else None)
+                           for i in range(n_steps)]
     finally:
         remove_kv_caches(model)
     step_logits = torch.stack(step_logits, dim=1)  # [B, N, V]
@@ -429,7 +433,7 @@ def test_model_trains_after_generation_and_after_errors():
         if len(calls) == 3:
             raise RuntimeError("boom")
 
-    handle = model.output.register_forward_hook(fail_on_third_call)
+    handle = model.norm.register_forward_hook(fail_on_third_call)
     with pytest.raises(RuntimeError, match="boom"):
         generate(model, prompts, GREEDY)
     handle.remove()
@@ -498,3 +502,26 @@ def test_compiled_path_falls_back_to_eager_at_the_recompile_limit(monkeypatch):
     with pytest.warns(UserWarning, match="recompile limit"):
         fallback = generate(model, prompts, params, eos_id=None, compile=True)
     assert [r.tokens for r in fallback] == [r.tokens for r in eager]
+
+
+def test_decode_head_follows_every_update_of_the_weight():
+    model = make_model("debug")
+    first = decode_head(model)
+    torch.testing.assert_close(first, model.output.weight.t(), rtol=0, atol=0)
+    # the fused AdamW step updates in place without moving the version counter: the copy follows
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    model(torch.tensor([[3, 4, 5]]), targets=torch.tensor([[4, 5, -100]])).backward()
+    version = model.output.weight._version
+    opt.step()
+    assert model.output.weight._version == version  # why a version-keyed cache would go stale
+    second = decode_head(model)
+    assert second.data_ptr() == first.data_ptr()  # the same buffer, refilled
+    torch.testing.assert_close(second, model.output.weight.t(), rtol=0, atol=0)
+    other = make_model("debug", seed=1)
+    with torch.inference_mode():  # a first call under inference mode, then one outside it
+        decode_head(other)
+    torch.testing.assert_close(decode_head(other), other.output.weight.t(), rtol=0, atol=0)
+    # and greedy decoding follows the current head
+    prompts = random_prompts([5, 3], model.args.vocab_size)
+    results = generate(model, prompts, GREEDY, eos_id=None)
+    assert [r.tokens for r in results] == [naive_greedy(model, p, GREEDY.max_new_tokens) for p in prompts]

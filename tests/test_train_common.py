@@ -110,3 +110,39 @@ def test_flops_per_token_hand_computed():
     per_layer = 4 * 64 * 64 + 3 * 64 * 192 + 2 * 64  # attention, FFN, two norms
     n = 2 * per_layer + 64 + 64 * 512  # + final norm + head (the embedding is a lookup, not counted)
     assert flops_per_token(args, seq_len=32) == 6 * n + 12 * 2 * 64 * 32
+
+
+_FAULTS_SCRIPT = """
+import resource, torch
+from llamaforge.train.common import keep_freed_memory
+applied = keep_freed_memory()
+def step():  # a training step's pattern: large activations allocated, touched and freed together
+    xs = [torch.ones(4 << 20) for _ in range(4)]  # 4 x 16 MiB
+    del xs
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    step()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_steady_state_page_faults_and_opts_out():
+    import os
+    import subprocess
+    import sys
+
+    def run(**env):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env={**clean, **env}, capture_output=True,
+                             text=True, check=True)
+        applied, faults = out.stdout.split()
+        return applied == "True", int(faults)
+
+    applied, kept = run()
+    opted_out, default = run(LLAMAFORGE_MALLOC="default")
+    assert applied and not opted_out
+    # glibc's defaults trim the freed 64 MiB and fault it back in each step (~16k faults a step)
+    assert default > 5 * 10_000 and kept < default / 10, (kept, default)
+    assert not run(MALLOC_ARENA_MAX="2")[0]  # the user's own tunables win

@@ -567,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in CONFIG_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
+    from llamaforge.train.common import keep_freed_memory
+
+    keep_freed_memory()  # steady-state training and decoding without page faults (see its docstring)
     try:
         code = COMMANDS[args.command][2](args)
     except (ValueError, FileNotFoundError, NotADirectoryError, _training_error()) as e:

@@ -5,6 +5,7 @@ from llamaforge.generation.generator import (
     PaddedBatch,
     cache_bucket,
     chat,
+    decode_head,
     decode_one_token,
     generate,
     left_pad,
@@ -14,6 +15,6 @@ from llamaforge.generation.generator import (
 from llamaforge.generation.sampling import SamplingParams, sample, top_k_filter, top_p_filter
 
 __all__ = [
-    "GenerationResult", "PaddedBatch", "SamplingParams", "cache_bucket", "chat", "decode_one_token",
-    "generate", "left_pad", "prefill", "sample", "stream", "top_k_filter", "top_p_filter",
+    "GenerationResult", "PaddedBatch", "SamplingParams", "cache_bucket", "chat", "decode_head",
+    "decode_one_token", "generate", "left_pad", "prefill", "sample", "stream", "top_k_filter", "top_p_filter",
 ]

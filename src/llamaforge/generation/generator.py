@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Optional, Sequence
 
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from llamaforge.generation.sampling import SamplingParams, sample
 from llamaforge.model.kv_cache import remove_kv_caches, setup_kv_caches
@@ -102,13 +103,14 @@ def prefill(model: Transformer, batch: PaddedBatch, last_n: Optional[int] = 1) -
 
 
 def decode_one_token(model: Transformer, tokens: torch.Tensor, slot: int | torch.Tensor,
-                     batch: PaddedBatch) -> torch.Tensor:
+                     batch: PaddedBatch, head_t: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Feed one token per row at cache slot ``slot`` and return the next-token logits.
 
     Args:
         tokens: LongTensor [B], the previous step's tokens.
         slot: the cache slot they fill (the same for every row, thanks to left padding): an int,
             or a 0-d LongTensor, which the compiled path passes so that one graph serves every slot.
+        head_t: optional [dim, vocab] contiguous copy of the output head (see ``decode_head``).
     Returns:
         FloatTensor [B, vocab_size].
     """
@@ -116,8 +118,38 @@ def decode_one_token(model: Transformer, tokens: torch.Tensor, slot: int | torch
     input_pos = batch.slots[slot:slot + 1] if isinstance(slot, int) else slot.view(1)  # [1]
     mask = batch.key_valid & (batch.slots <= input_pos)  # [B, S]: the row's real tokens up to this one
     logits = model(tokens[:, None], input_pos, pos_ids=batch.positions.index_select(1, input_pos),
-                   mask=mask[:, None, None])  # tokens [B, 1], pos_ids [B, 1], mask [B, 1, 1, S]
+                   mask=mask[:, None, None], head_t=head_t)  # tokens [B, 1], pos_ids [B, 1], mask [B, 1, 1, S]
     return logits[:, -1]
+
+
+def decode_head(model: Transformer) -> Optional[torch.Tensor]:
+    """The output head as a contiguous [dim, vocab] copy for the decode steps of one call, on CPU.
+
+    A decode step multiplies a few rows by the head, the largest matrix of a small model (32000 x
+    dim). MKL/oneDNN read the [dim, vocab] layout of that product much faster than the transposed
+    view of the [vocab, dim] parameter (fp32, 2 cores, 32000 x 288: 1.6 vs 3.9 ms at batch 1, 4.6
+    vs 6.6 ms at batch 4; 32000 x 768: 4.0 vs 6.5 ms at batch 1). The copy is made afresh at every
+    call (~7 ms at 32000 x 288, in blocks of rows), so a model that trains between calls decodes
+    with its current head: version counters cannot tell, as the fused AdamW step does not move
+    them. Its buffer (one head's memory) is kept while the parameter lives, so no call page-faults
+    a new one in. None on accelerators (their GEMMs take either layout at full speed) and for
+    sharded heads.
+    """
+    w = model.output.weight
+    if w.device.type != "cpu" or hasattr(w, "device_mesh"):
+        return None
+    # a normal tensor whatever the caller's mode: one made under inference mode could not be
+    # refilled outside it
+    with torch.inference_mode(False), torch.no_grad():
+        out = _DECODE_HEADS.get(w)
+        if out is None or out.shape != w.shape[::-1] or out.dtype != w.dtype:
+            out = _DECODE_HEADS[w] = torch.empty(w.shape[::-1], dtype=w.dtype)
+        for s in range(0, w.shape[0], 1024):  # a block of 1024 rows transposes in cache (2.3x faster)
+            out[:, s:s + 1024].copy_(w[s:s + 1024].t())
+    return out
+
+
+_DECODE_HEADS = WeakTensorKeyDictionary()  # output.weight -> its [dim, vocab] buffer
 
 
 _MIN_BUCKET = 64  # cache slots of the smallest bucket (and the step between buckets up to 512)
@@ -203,6 +235,7 @@ def _loop(model: Transformer, batch: PaddedBatch, params: SamplingParams, stop: 
     if params.seed is not None:
         generator = torch.Generator(device=device).manual_seed(params.seed)
     setup_kv_caches(model, bsz, batch.slots.numel())
+    head_t = decode_head(model)
     try:
         done = torch.zeros(bsz, dtype=torch.bool, device=device)
         for step in range(params.max_new_tokens):
@@ -221,13 +254,13 @@ def _loop(model: Transformer, batch: PaddedBatch, params: SamplingParams, stop: 
                         # run. Entered per step: the stance is global, and the consumer's code
                         # between steps must keep its guards.
                         with torch.compiler.set_stance(skip_guard_eval_unsafe=compile and step > 1):
-                            logits = decode(model, tokens, slot, batch)
+                            logits = decode(model, tokens, slot, batch, head_t)
                     except torch._dynamo.exc.FailOnRecompileLimitHit:
                         # too many (batch size, bucket) graphs in this process: finish eagerly
                         warnings.warn(f"generate: torch.compile's recompile limit reached; batch {bsz} "
                                       f"x {batch.slots.numel()} slots decodes eagerly", stacklevel=2)
                         decode, compile = decode_one_token, False
-                        logits = decode(model, tokens, int(slot), batch)
+                        logits = decode(model, tokens, int(slot), batch, head_t)
                 tokens = sample(logits, params, generator)
                 hit = torch.isin(tokens, stop)
                 live = ~(done | hit)

@@ -289,6 +289,7 @@ class Transformer(nn.Module):
         last_n: Optional[int] = None,
         targets: Optional[torch.Tensor] = None,
         loss_reduction: str = "mean",
+        head_t: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Logits for every (or the last ``last_n``) position, or with ``targets`` the LM loss.
 
@@ -305,6 +306,9 @@ class Transformer(nn.Module):
                 loss is computed here (so FSDP's unsharded head is used inside forward) by
                 ``linear_cross_entropy``, which never materialises the fp32 [B, T, vocab] temporaries.
             loss_reduction: "mean" over the non-ignored targets, or "sum".
+            head_t: the output head's weight as a contiguous [dim, vocab] copy, used in place of
+                ``output.weight`` (the CPU decode loop passes one: a product of a few rows with the
+                head reads that layout 1.3-2.5x faster than the transposed [vocab, dim] one).
         Returns:
             FloatTensor [B, T or last_n, vocab_size] (fp32 whatever the compute dtype); with
             ``targets``, the fp32 scalar loss.
@@ -329,4 +333,6 @@ class Transformer(nn.Module):
         if targets is not None:
             return linear_cross_entropy(h.flatten(0, 1), self.output.weight, targets.flatten(),
                                         reduction=loss_reduction)  # [B*T, dim] x [vocab, dim]
+        if head_t is not None:
+            return (h @ head_t).float()
         return self.output(h).float()
