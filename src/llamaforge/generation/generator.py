@@ -118,7 +118,7 @@ def decode_one_token(model: Transformer, tokens: torch.Tensor, slot: int | torch
     input_pos = batch.slots[slot:slot + 1] if isinstance(slot, int) else slot.view(1)  # [1]
     mask = batch.key_valid & (batch.slots <= input_pos)  # [B, S]: the row's real tokens up to this one
     logits = model(tokens[:, None], input_pos, pos_ids=batch.positions.index_select(1, input_pos),
-                   mask=mask[:, None, None], head_t=head_t)  # tokens [B, 1], pos_ids [B, 1], mask [B, 1, 1, S]
+                   mask=mask[:, None, None], head_t=head_t)  # tokens, pos_ids [B, 1]; mask [B, 1, 1, S]
     return logits[:, -1]
 
 
@@ -235,7 +235,7 @@ def _loop(model: Transformer, batch: PaddedBatch, params: SamplingParams, stop: 
     if params.seed is not None:
         generator = torch.Generator(device=device).manual_seed(params.seed)
     setup_kv_caches(model, bsz, batch.slots.numel())
-    head_t = decode_head(model)
+    head_t = decode_head(model) if params.max_new_tokens > 1 else None  # one token: prefill only
     try:
         done = torch.zeros(bsz, dtype=torch.bool, device=device)
         for step in range(params.max_new_tokens):
