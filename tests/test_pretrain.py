@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_torchrun
 from llamaforge.config import load_config
 from llamaforge.model.checkpoint_io import load_model
 from llamaforge.train import loop, pretrain
@@ -62,6 +63,40 @@ def test_gradient_accumulation_run_equals_the_large_batch_run(world_data_dir, tm
     pretrain.main(_cfg(world_data_dir, tmp_path / "b", "--train.steps=4", "--train.micro_batch_size=4"))
     torch.testing.assert_close(torch.tensor(_losses(tmp_path / "b")), torch.tensor(_losses(tmp_path / "a")),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_length_warm_up_cuts_the_same_windows_then_returns_to_full_length(world_data_dir, tmp_path,
+                                                                                     monkeypatch):
+    from llamaforge.data.pretrain import PretrainData
+    from llamaforge.model.llama import Transformer
+
+    # the initial weights: a 1-step run's model dir (its init is seeded); the warm-up run starts from it
+    first = pretrain.main(_cfg(world_data_dir, tmp_path / "init", "--train.steps=1"))["model_dir"]
+    shapes, forward = [], Transformer.forward
+
+    def recording(self, tokens, *args, **kwargs):
+        shapes.append((tuple(tokens.shape), torch.is_grad_enabled()))
+        return forward(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(Transformer, "forward", recording)
+    pretrain.main(_cfg(world_data_dir, tmp_path / "w", f"--model.init_from={first}", "--train.steps=3",
+                       "--data.short_seq_len=16", "--data.short_seq_steps=2", "--eval.every=0"))
+    monkeypatch.setattr(Transformer, "forward", forward)
+    train = [s for s, grad in shapes if grad]
+    # 16 windows of 64 a step in 2 micro-batches of 8: 8 x 64 -> 32 x 16 for steps 1-2, then 8 x 64
+    assert train == [(32, 16)] * 4 + [(8, 64)] * 2
+    assert {s for s, grad in shapes if not grad} == {(8, 64)}  # validation at the full length
+
+    # step 1's loss is the model's loss on the same 16 windows, each cut into 4 sequences of 16
+    model = load_model(first)
+    x, y = PretrainData(world_data_dir, "train", seq_len=64).get(0, 16)
+    with torch.no_grad():
+        expected = model(x.view(-1, 16), targets=y.view(-1, 16))
+    assert _losses(tmp_path / "w")[0] == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="data.short_seq_len=24 must divide data.seq_len=64"):
+        pretrain.main(_cfg(world_data_dir, tmp_path / "bad", "--data.short_seq_len=24", "--data.short_seq_steps=1"))
+    with pytest.raises(ValueError, match="data.short_seq_steps=5 needs data.short_seq_len > 0"):
+        pretrain.main(_cfg(world_data_dir, tmp_path / "bad2", "--data.short_seq_steps=5"))
 
 
 @pytest.mark.slow
@@ -164,8 +199,7 @@ def test_bad_input_errors(world_data_dir, tmp_path):
 
 
 def _torchrun(nproc, *args):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "llamaforge.cli", *args]
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    out = run_torchrun(["--nproc_per_node", str(nproc), "-m", "llamaforge.cli", *args], env=_env(), timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 

@@ -4,13 +4,12 @@ the debug model. Slow: each case starts two Python processes."""
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import run_torchrun
 from llamaforge.config import load_config
 from llamaforge.data.preference import write_preferences
 from llamaforge.model import ModelArgs, Transformer
@@ -55,10 +54,9 @@ def assets(tmp_path_factory, tiny_tokenizer):
 
 def _torchrun(command: str, config: Path, out: Path) -> None:
     """``llamaforge COMMAND --config CONFIG`` on 2 gloo CPU ranks."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "llamaforge.cli", command,
-           "--config", str(config), f"--out_dir={out}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_torchrun(["--nproc_per_node", "2", "-m", "llamaforge.cli", command, "--config", str(config),
+                         f"--out_dir={out}"], env=env, timeout=300, fresh=(out,))
     assert done.returncode == 0, done.stderr[-4000:]
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import run_torchrun
 from llamaforge.chat_format import encode_dialog
 from llamaforge.config import load_config
 from llamaforge.data.sft import SFTData, block_causal_mask, encode_example, load_examples, pack
@@ -222,8 +223,6 @@ def test_sft_requires_a_model_and_checks_the_batch(debug_model_dir, tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_ranks_match_one_rank(debug_model_dir, tmp_path):
     import os
-    import subprocess
-    import sys
 
     # dialogs of different lengths: ranks see different answer-token counts, which the loss must weigh
     import random
@@ -237,10 +236,9 @@ def test_torchrun_two_ranks_match_one_rank(debug_model_dir, tmp_path):
              "--train.steps=4", "--log.every=1", "--log.progress=false", "--log.tensorboard=false"]
     sft.main(load_config(sft.SFTConfig, None, [*flags, f"--out_dir={tmp_path / 'one'}"]))
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "llamaforge.cli", "sft",
-           *flags, f"--out_dir={tmp_path / 'two'}"]
-    out = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root / "src")},
-                         capture_output=True, text=True, timeout=600)
+    out = run_torchrun(["--nproc_per_node", "2", "-m", "llamaforge.cli", "sft", *flags, f"--out_dir={tmp_path / 'two'}"],
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root / "src")}, timeout=600,
+                       fresh=(tmp_path / "two",))
     assert out.returncode == 0, out.stderr[-3000:]
     one = [r["loss"] for r in read_metrics(tmp_path / "one" / "metrics.jsonl")]
     two = [r["loss"] for r in read_metrics(tmp_path / "two" / "metrics.jsonl")]

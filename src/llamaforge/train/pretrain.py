@@ -46,6 +46,11 @@ class DataConfig:
     seq_len: int = 256
     seed: int = 0  # shuffling seed of the training sequences
     verify: bool = False  # check every shard's sha256 before training
+    # sequence-length warm-up: the first short_seq_steps updates cut every window into
+    # seq_len / short_seq_len shorter sequences (the same tokens, the same data order, cheaper
+    # attention); 0 = off. Validation always runs at seq_len.
+    short_seq_len: int = 0
+    short_seq_steps: int = 0
 
 
 @dataclass
@@ -107,7 +112,22 @@ def _batch_geometry(cfg: PretrainConfig, d: Dist) -> int:
         raise ValueError(f"train.global_batch_tokens={cfg.train.global_batch_tokens} must be a positive multiple "
                          f"of train.micro_batch_size * data.seq_len * ranks = {cfg.train.micro_batch_size} * "
                          f"{cfg.data.seq_len} * {d.world_size} = {per_micro}")
+    s = cfg.data.short_seq_len
+    if s < 0 or (s and cfg.data.seq_len % s):
+        raise ValueError(f"data.short_seq_len={s} must divide data.seq_len={cfg.data.seq_len}")
+    if cfg.data.short_seq_steps < 0 or (cfg.data.short_seq_steps and not s):
+        raise ValueError(f"data.short_seq_steps={cfg.data.short_seq_steps} needs data.short_seq_len > 0 "
+                         f"(and must be >= 0)")
     return accum
+
+
+def _window_shape(x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, T] windows as [B * T / s, s] sequences during the sequence-length warm-up (s =
+    ``short_seq_len``): row-major, so each short sequence is a contiguous piece of one window and
+    its targets are the same tokens' next tokens."""
+    if step < cfg.short_seq_steps:
+        return x.view(-1, cfg.short_seq_len), y.view(-1, cfg.short_seq_len)
+    return x, y
 
 
 @torch.no_grad()
@@ -158,7 +178,7 @@ def main(cfg: PretrainConfig) -> dict:
 
     # 3. throughput accounting: MFU against the measured matmul peak of all ranks' devices
     peak = float(all_reduce_mean(torch.tensor(measure_matmul_peak(d.device, compute_dtype), device=d.device), d)) * world
-    flops_tok = flops_per_token(args, cfg.data.seq_len)
+    flops_tok = {T: flops_per_token(args, T) for T in (cfg.data.seq_len, cfg.data.short_seq_len) if T}
 
     bar = progress_bar(cfg.train.steps, step, "pretrain", d, cfg.log.progress)
     val_loss, loss_value = None, float("nan")
@@ -177,6 +197,7 @@ def main(cfg: PretrainConfig) -> dict:
                 loss_sum = torch.zeros((), device=d.device)
                 for m in range(accum):
                     x, y = data.get(consumed + (m * world + d.rank) * B, B)  # [B, T] each
+                    x, y = _window_shape(x, y, cfg.data, step)
                     if world > 1:
                         model.set_requires_gradient_sync(m == accum - 1)  # reduce-scatter once per update
                     with autocast:
@@ -194,7 +215,7 @@ def main(cfg: PretrainConfig) -> dict:
                 # 7. validation, metrics, checkpoints
                 last = step == cfg.train.steps
                 row = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                       "tokens_per_s": tok_s, "mfu": flops_tok * tok_s / peak,
+                       "tokens_per_s": tok_s, "mfu": flops_tok[x.shape[1]] * tok_s / peak,
                        "tokens": consumed * cfg.data.seq_len, "skipped_steps": guard.skipped}
                 if val is not None and ((cfg.eval.every and step % cfg.eval.every == 0) or last):
                     n = min(cfg.eval.sequences, val.num_sequences)
