@@ -150,18 +150,20 @@ def measure_matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype =
     return 2 * n**3 / best
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 
 
 def keep_freed_memory() -> bool:
     """Have glibc keep freed blocks for reuse instead of handing them back to the kernel.
 
     A training step frees and re-allocates the same large activations every step. With glibc's
-    defaults, blocks above a (dynamic) threshold come from fresh mmaps and the top of the heap is
-    trimmed when freed, so every step page-faults its activations in again: ~160k minor faults
-    and ~1 s of kernel time per 110M step on 2 cores. Raising the mmap threshold to glibc's cap
-    (32 MiB) and never trimming makes the steady state fault-free; resident memory then stays at
-    the step's peak, which the next step needs anyway. Process-wide, so the CLI calls it, not the
+    defaults, blocks above a threshold (dynamic, at most 32 MiB) come from fresh mmaps and the
+    top of the heap is trimmed when freed, so every step page-faults its activations in again:
+    ~160k minor faults and ~1 s of kernel time per 110M step on 2 cores, and ~75k a bench-15m step
+    for its [tokens, 32000] logits buffer alone (262 MB, over the mmap cap). Serving every block
+    from the heap (no mmaps) and never trimming makes the steady state fault-free; resident
+    memory then stays at the step's peak, which the next step needs anyway (plus what the heap's
+    fragmentation holds: +15% peak RSS on bench-15m). Process-wide, so the CLI calls it, not the
     library; a no-op off glibc or when the user already set ``MALLOC_*`` tunables (theirs win).
     Returns whether the settings were applied. ``LLAMAFORGE_MALLOC=default`` opts out.
     """
@@ -171,5 +173,5 @@ def keep_freed_memory() -> bool:
             k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ):
         return False
     libc = ctypes.CDLL("libc.so.6")
-    ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    ok = libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     return bool(ok)
