@@ -121,10 +121,12 @@ def step():  # a training step's pattern: large activations allocated, touched a
     big = torch.ones(24 << 20)  # 96 MiB: above glibc's 32 MiB cap on the mmap threshold (a logits buffer)
     del xs, big
 step(); step()  # warm-up: the heap reaches its steady size
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
 for _ in range(5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, sorted(faults)[2])  # the median step (a rare one-time heap growth does not count)
 """
 
 
@@ -147,5 +149,5 @@ def test_keep_freed_memory_stops_steady_state_page_faults_and_opts_out():
     opted_out, default = run(LLAMAFORGE_MALLOC="default")
     assert applied and not opted_out
     # glibc's defaults mmap the 96 MiB afresh every step (24.6k faults) and may trim the freed heap
-    assert default > 5 * 20_000 and kept < default / 10, (kept, default)
+    assert default > 20_000 and kept < default / 10, (kept, default)
     assert not run(MALLOC_ARENA_MAX="2")[0]  # the user's own tunables win
