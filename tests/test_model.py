@@ -172,6 +172,37 @@ def test_last_n_and_bf16_autocast():
     assert (low - full).abs().max() < 0.05
 
 
+def test_bf16_training_attention_runs_in_fp32_where_the_cpu_kernel_is_faster(monkeypatch):
+    # under bf16 autocast, a training forward's SDPA sees fp32 q/k/v (autocast disabled around it)
+    # for short sequences or head_dim <= 32, bf16 otherwise and in every forward-only call
+    seen = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return real_sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+
+    def attention_dtypes(dim, n_heads, seqlen, grad=True):
+        model = Transformer(ModelArgs(dim=dim, n_layers=1, n_heads=n_heads, vocab_size=64, max_seq_len=256))
+        tokens = torch.randint(0, 64, (1, seqlen))
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(grad):
+            loss = model(tokens, targets=tokens)
+        if grad:
+            loss.backward()
+            assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        return seen[0]
+
+    fp32, bf16 = (torch.float32,) * 3 + (False,), (torch.bfloat16,) * 3 + (True,)
+    assert attention_dtypes(128, 2, 100) == fp32  # T < 192 (head_dim 64)
+    assert attention_dtypes(64, 2, 200) == fp32  # head_dim 32
+    assert attention_dtypes(128, 2, 200) == bf16  # T >= 192 and head_dim 64
+    assert attention_dtypes(64, 2, 100, grad=False) == bf16  # forward only (prefill)
+
+
 def test_input_pos_without_cache_is_an_error():
     model = Transformer(ModelArgs(**SIZES["debug"]))
     with pytest.raises(ValueError, match="input_pos"):
