@@ -198,8 +198,9 @@ def test_bf16_training_attention_runs_in_fp32_where_the_cpu_kernel_is_faster(mon
 
     fp32, bf16 = (torch.float32,) * 3 + (False,), (torch.bfloat16,) * 3 + (True,)
     assert attention_dtypes(128, 2, 100) == fp32  # T < 192 (head_dim 64)
-    assert attention_dtypes(64, 2, 200) == fp32  # head_dim 32
-    assert attention_dtypes(128, 2, 200) == bf16  # T >= 192 and head_dim 64
+    assert attention_dtypes(64, 2, 191) == fp32  # T < 192 (head_dim 32)
+    assert attention_dtypes(64, 2, 192) == bf16  # T >= 192
+    assert attention_dtypes(128, 2, 200) == bf16  # T >= 192 (head_dim 64)
     assert attention_dtypes(64, 2, 100, grad=False) == bf16  # forward only (prefill)
 
 

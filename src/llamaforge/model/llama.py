@@ -171,17 +171,18 @@ def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def _fp32_attention_backward(q: torch.Tensor) -> bool:
-    """Whether a bf16 training attention runs in fp32: on a CPU, for sequences under 192 or a
-    head_dim of 32 or less, where the CPU flash kernel's bf16 backward is the slower one.
+    """Whether a bf16 training attention runs in fp32: on a CPU, for sequences under 192, where the
+    CPU flash kernel's bf16 backward is the slower one.
 
-    Measured (torch 2.13, 2 cores, forward + backward, causal): [32, 8, 128, 32] 52 vs 24 ms,
-    [64, 8, 64, 32] 49 vs 15, head_dim 64 / 128 at T=128 1.46x / 1.37x; head_dim 32 at 256 / 512
-    1.15x / 1.1x; but head_dim 64 at 256 and 48-128 at 512 0.8-0.94x (bf16 faster). In the `tiny`
-    model's bf16 training step (32 x 128 tokens, compiled blocks): 453 vs 649 ms. Forward-only
-    calls (prefill) stay in bf16, faster there. fp32 is also the more exact of the two.
+    Measured (torch 2.13, 2 cores, forward + backward): [32, 8, 128, 32] 52 vs 24 ms, [64, 8, 64,
+    32] 49 vs 15, head_dim 64 / 128 at T=128 1.46x / 1.37x. From 192 tokens bf16 is as fast or
+    faster: in the `tiny` model's step (compiled blocks) with a packed-document mask 0.85x at 32 x
+    256 and 16 x 512, causal 1.12x at 16 x 256 and 1.02x at 8 x 512; head_dim 64 at 256 and 48-128 at
+    512 0.8-0.94x. Under 192 in that step: 1.28-1.34x (causal and masked). Forward-only calls
+    (prefill) stay in bf16, faster there. fp32 is also the more exact of the two.
     """
     return (q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled()
-            and (q.shape[-2] < 192 or q.shape[-1] <= 32))
+            and q.shape[-2] < 192)
 
 
 class Attention(nn.Module):
