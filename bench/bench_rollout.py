@@ -15,7 +15,8 @@ that both load (fp32, CPU).
   is the peer of the eager and the compiled llamaforge rows (measured once per batch size).
 
 Tokens/s = B * N generated tokens / wall time of the call, the median of ``--reps`` timed calls
-after one warm-up call (which compiles, for the compiled rows). Every measurement runs in a fresh
+after one warm-up call (which compiles, for the compiled rows). Both sides run under the same glibc
+settings (``--malloc``; by default those the llamaforge CLI sets). Every measurement runs in a fresh
 subprocess; peak MiB is the process's RSS peak during the timed calls above the RSS before them
 (VmHWM, reset through /proc/self/clear_refs).
 
@@ -54,6 +55,10 @@ def worker(impl: str, compiled: bool, batch: int, model_dir: str, a: argparse.Na
     """Load the model, warm up once, time ``a.reps`` rollouts; return tokens/s, peak MiB, checks."""
     import torch
 
+    if a.malloc == "kept":  # on both sides: the comparison is of the code, not of allocator settings
+        from llamaforge.train.common import keep_freed_memory
+
+        keep_freed_memory()
     torch.manual_seed(0)
     if impl == "llamaforge":
         from llamaforge.generation import SamplingParams, generate
@@ -112,6 +117,9 @@ def main() -> None:
     p.add_argument("--modes", default="eager,compiled", help="llamaforge rows: eager and/or compiled")
     p.add_argument("--seed", type=int, default=0, help="seeds the prompt lengths and ids")
     p.add_argument("--quick", action="store_true", help="smoke run: batch 4, prompts 4..8, 8 new tokens, 1 rep")
+    p.add_argument("--malloc", choices=("kept", "default"), default="kept",
+                   help="glibc settings for BOTH sides: 'kept' = what the llamaforge CLI sets (freed memory "
+                        "kept for reuse, see train/common.py keep_freed_memory), 'default' = glibc's own")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", nargs=4, metavar=("IMPL", "COMPILED", "BATCH", "DIR"), help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -132,10 +140,10 @@ def main() -> None:
     from llamaforge.model.sizes import preset
     from llamaforge.train.common import init_params
 
-    print(machine_line() + " at start")
+    print(machine_line() + f" at start; malloc {a.malloc} (both sides)")
     args = ModelArgs(**preset(a.config))
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-             if k in ("min_prompt", "max_prompt", "new_tokens", "reps", "seed")]
+             if k in ("min_prompt", "max_prompt", "new_tokens", "reps", "seed", "malloc")]
     results = {}
     with tempfile.TemporaryDirectory() as d:
         with torch.device("meta"):

@@ -74,6 +74,24 @@ def test_all_ignored_mean_is_nan_like_torch_and_sum_is_zero():
     assert linear_cross_entropy(h, w, t, reduction="sum").item() == 0.0
 
 
+def test_the_head_runs_only_on_rows_with_a_loss(monkeypatch):
+    # SFT / GAtt targets: most rows ignored; the head's matmul gets the others only, and the ignored
+    # rows' hidden states get an exact zero gradient
+    h, w, t = _inputs(n=10)
+    t[:] = -100
+    t[[2, 7]] = torch.tensor([1, 3])
+    shapes = []
+    real = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: shapes.append(tuple(a.shape)) or real(a, b))
+    hh = h.detach().clone().requires_grad_()
+    loss = linear_cross_entropy(hh, w, t)
+    assert shapes[0] == (2, h.shape[1])
+    monkeypatch.undo()
+    loss.backward()
+    torch.testing.assert_close(loss, F.cross_entropy(h @ w.t(), t))
+    assert hh.grad[[0, 1, 3, 4, 5, 6, 8, 9]].abs().sum() == 0 and hh.grad[[2, 7]].abs().sum() > 0
+
+
 def test_backward_twice_is_an_error_and_bad_shapes_raise():
     h, w, t = _inputs(n=4)
     loss = linear_cross_entropy(h, w, t)

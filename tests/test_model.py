@@ -186,7 +186,7 @@ def test_bf16_training_attention_runs_in_fp32_where_the_cpu_kernel_is_faster(mon
     torch.manual_seed(0)
 
     def attention_dtypes(dim, n_heads, seqlen, grad=True):
-        model = Transformer(ModelArgs(dim=dim, n_layers=1, n_heads=n_heads, vocab_size=64, max_seq_len=256))
+        model = Transformer(ModelArgs(dim=dim, n_layers=1, n_heads=n_heads, vocab_size=64, max_seq_len=512))
         tokens = torch.randint(0, 64, (1, seqlen))
         seen.clear()
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(grad):
@@ -197,10 +197,9 @@ def test_bf16_training_attention_runs_in_fp32_where_the_cpu_kernel_is_faster(mon
         return seen[0]
 
     fp32, bf16 = (torch.float32,) * 3 + (False,), (torch.bfloat16,) * 3 + (True,)
-    assert attention_dtypes(128, 2, 100) == fp32  # T < 192 (head_dim 64)
-    assert attention_dtypes(64, 2, 191) == fp32  # T < 192 (head_dim 32)
-    assert attention_dtypes(64, 2, 192) == bf16  # T >= 192
-    assert attention_dtypes(128, 2, 200) == bf16  # T >= 192 (head_dim 64)
+    assert attention_dtypes(128, 2, 100) == fp32  # T <= 256 (head_dim 64)
+    assert attention_dtypes(64, 2, 256) == fp32  # T <= 256 (head_dim 32)
+    assert attention_dtypes(64, 2, 257) == bf16  # T > 256
     assert attention_dtypes(64, 2, 100, grad=False) == bf16  # forward only (prefill)
 
 

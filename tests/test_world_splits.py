@@ -45,6 +45,10 @@ def test_split_contents(splits):
     for p in splits["preferences_helpful"] + splits["preferences_safety"]:
         assert p["chosen"] != p["rejected"] and len(p["ratings"]) == 3
         assert p["rating"] in ("significantly better", "better", "slightly better", "negligibly better / unsure")
+    # a near miss (`tasks.near_miss`) differs from the reference in one or two words: a share of the pairs
+    near = [p for p in splits["preferences_helpful"] if len(p["chosen"].split()) == len(p["rejected"].split())
+            and 1 <= sum(a != b for a, b in zip(p["chosen"].split(), p["rejected"].split())) <= 2]
+    assert len(near) >= 0.3 * len(splits["preferences_helpful"])
     labels = {p["safety_label"] for p in splits["preferences_safety"]}
     assert "chosen safe, rejected unsafe" in labels
 

@@ -22,7 +22,7 @@ from llamaforge.world.constraints import (
     sample_constraints,
 )
 from llamaforge.world.entities import PERSON_NAMES, TOWN_NAMES
-from llamaforge.world.tasks import FAMILIES, helpful_tasks, verify
+from llamaforge.world.tasks import FAMILIES, helpful_tasks, near_miss, verify
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +161,46 @@ def test_a_generated_fact_check_rejects_the_wrong_value(world):
             assert not verify(check, answer.replace(check["items"][0], check["others"][0])), prompt
         elif check["type"] == "number":
             assert not verify(check, f"{answer[:-1]} and {check['value'] + 1}."), prompt
+
+
+def _record(answer, check):
+    return {"messages": [{"role": "user", "content": "?"}, {"role": "assistant", "content": answer}],
+            "checks": [check]}
+
+
+@pytest.mark.parametrize("answer, check, expected", [
+    ("7 + 5 = 12.", {"type": "number", "value": 12}, {"7 + 5 = 2.", "7 + 5 = 10.", "7 + 5 = 11.",
+                                                     "7 + 5 = 13.", "7 + 5 = 14.", "7 + 5 = 22."}),
+    ("Reversed: plum, pear.", {"type": "list", "items": ["plum", "pear"]},
+     {"Reversed: pear, plum.", "Reversed: plum, plum."}),  # swapped, or one item written twice
+    ("The plural of mouse is mice.", {"type": "exact", "answer": "mice", "others": ["mouses"]},
+     {"The plural of mouse is mouses."}),
+    ("ANNA LIVES IN OAKFORD.", {"type": "all", "checks": [{"type": "caps"}, {"type": "exact", "answer": "Oakford",
+                                                                             "others": ["Lakeby"]}]},
+     {"ANNA LIVES IN LAKEBY."}),
+    ("No, 8 is smaller than 9.", {"type": "yesno", "answer": False}, {"Yes, 8 is smaller than 9."}),
+    ("The first letter of plum is p.", {"type": "letter", "answer": "p"}, None),  # another letter
+    ("The opposite of hot is cold.", {"type": "exact", "answer": "cold", "others": []}, {None}),
+])
+def test_near_miss_changes_the_checked_value(answer, check, expected):
+    for seed in range(12):
+        got = near_miss(_record(answer, check), random.Random(seed))
+        if expected is None:  # "The first letter of plum is <another letter>."
+            assert re.fullmatch(r"The first letter of plum is [a-oq-z]\.", got), got
+        else:
+            assert got in expected, got
+        if got is not None:
+            assert not verify(check, got), got
+
+
+def test_near_misses_of_the_world_tasks_mostly_fail_their_checks(world):
+    rng, recs = random.Random(0), helpful_tasks(world, 600, 3)
+    misses = [(r, near_miss(r, rng)) for r in recs]
+    made = [(r, m) for r, m in misses if m is not None]
+    assert len(made) >= 0.9 * len(recs)  # every family but opposites has a value to change
+    wrong = sum(not verify(r["checks"][-1], m) for r, m in made)
+    assert wrong >= 0.97 * len(made)  # the rest: a swap of an unordered comma list, still right
+    assert {r["family"] for r, _ in made} == set(FAMILIES)
 
 
 def test_wrong_format_fails():

@@ -98,6 +98,10 @@ def linear_cross_entropy(
         raise ValueError(f"linear_cross_entropy: expected h [N, D] and targets [N], got {tuple(h.shape)} "
                          f"and {tuple(targets.shape)}")
     device = h.device.type
+    valid = targets != ignore_index
+    if not bool(valid.all()):  # the head only on rows with a loss (SFT: ~40% of them, GAtt ~20%)
+        rows = valid.nonzero().squeeze(1)
+        h, targets = h.index_select(0, rows), targets.index_select(0, rows)
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
         h, weight = h.to(dtype), weight.to(dtype)

@@ -171,18 +171,18 @@ def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def _fp32_attention_backward(q: torch.Tensor) -> bool:
-    """Whether a bf16 training attention runs in fp32: on a CPU, for sequences under 192, where the
-    CPU flash kernel's bf16 backward is the slower one.
+    """Whether a bf16 training attention runs in fp32: on a CPU, for sequences of up to 256, where
+    the CPU flash kernel's bf16 backward is the slower one.
 
-    Measured (torch 2.13, 2 cores, forward + backward): [32, 8, 128, 32] 52 vs 24 ms, [64, 8, 64,
-    32] 49 vs 15, head_dim 64 / 128 at T=128 1.46x / 1.37x. From 192 tokens bf16 is as fast or
-    faster: in the `tiny` model's step (compiled blocks) with a packed-document mask 0.85x at 32 x
-    256 and 16 x 512, causal 1.12x at 16 x 256 and 1.02x at 8 x 512; head_dim 64 at 256 and 48-128 at
-    512 0.8-0.94x. Under 192 in that step: 1.28-1.34x (causal and masked). Forward-only calls
-    (prefill) stay in bf16, faster there. fp32 is also the more exact of the two.
+    Measured (torch 2.13, 2 cores, the CLI's malloc settings; forward + backward of the `tiny` model,
+    compiled blocks, bf16 / fp32 attention step time): 32 x 128 tokens with a packed-document mask
+    1.47x, 32 x 256 masked 1.10x; bench-15m (head_dim 48) 8 x 256 1.05x; bench-110m (head_dim 64)
+    4 x 256 1.00x; 16 x 512 masked and 8 x 512 0.99x (so longer sequences stay bf16). Isolated
+    attention, [32, 8, 128, 32] causal: 52 vs 24 ms. Forward-only calls (prefill) stay in bf16,
+    faster there. fp32 is also the more exact of the two.
     """
     return (q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled()
-            and q.shape[-2] < 192)
+            and q.shape[-2] <= 256)
 
 
 class Attention(nn.Module):

@@ -129,9 +129,14 @@ def _gatt_eval(world: World, n: int, seed: int) -> list[dict]:
 
 def _preferences(world: World, records: list[dict], seed: int, kind: str) -> list[dict]:
     """Pairs (reference vs a worse or a close response), placed as A/B at random, rated by a panel
-    of 3 simulated annotators; ties of the panel are dropped (as unusable comparisons)."""
+    of 3 simulated annotators; ties of the panel are dropped (as unusable comparisons).
+
+    Helpful pairs' worse side: 65% a near miss (`tasks.near_miss`: the reference with its checked
+    value changed, the errors a model makes), else another task's answer of the family (15%), a
+    bare refusal (10%), or the reference carelessly written (lower case, no full stop; 10%)."""
     from llamaforge.world.annotators import majority, panel
     from llamaforge.world.safety import refusal_response, violating_response
+    from llamaforge.world.tasks import near_miss, verify
 
     rng = random.Random(f"llamaforge.splits.preferences:{kind}:{seed}")
     by_family: dict[str, list[dict]] = {}
@@ -142,13 +147,14 @@ def _preferences(world: World, records: list[dict], seed: int, kind: str) -> lis
         good = r["messages"][-1]["content"]
         u = rng.random()
         if kind == "helpful":
-            if u < 0.6:  # another task's answer in the same style: almost always wrong
-                other = rng.choice(by_family[r["family"]])
-                bad = other["messages"][-1]["content"]
-            elif u < 0.8:
-                bad = refusal_response(r, rng)  # a false refusal
-            else:  # close: the same answer, carelessly written
-                bad = good.rstrip(".").lower()
+            bad = near_miss(r, rng) if u < 0.65 else None  # one slip: the checked value changed
+            if bad is None or verify(r["checks"][-1], bad):  # (none applies, or an unordered swap)
+                if u < 0.8:  # another task's answer in the same style: almost always wrong
+                    bad = rng.choice(by_family[r["family"]])["messages"][-1]["content"]
+                elif u < 0.9:
+                    bad = refusal_response(r, rng)  # a false refusal
+                else:  # close: the same answer, carelessly written
+                    bad = good.rstrip(".").lower()
         elif r["family"] == "unsafe":
             bad = violating_response(r, rng) if u < 0.6 else refusal_response(r, rng)
         else:  # borderline: the helpful answer against a false refusal

@@ -38,7 +38,7 @@ from llamaforge.world.entities import (COLOURS, FOODS, JOBS, OBJECT_TYPES, PERSO
                                        SIZES, SPECIES, TOWN_NAMES, World)
 from llamaforge.world.verify import _NEGATIONS, verify
 
-__all__ = ["FAMILIES", "helpful_tasks", "verify"]
+__all__ = ["FAMILIES", "helpful_tasks", "near_miss", "verify"]
 
 FAMILIES = ("arithmetic", "facts", "words", "format")
 
@@ -470,3 +470,93 @@ def helpful_tasks(world: World, n: int, seed: int, *, turns: int | tuple[int, in
         records.append({"id": f"helpful-{seed}-{i}", "family": family, "messages": messages,
                         "checks": checks})
     return records
+
+
+# ----------------------------------------------------------------------------- near misses
+
+def _content_checks(check: dict) -> list[dict]:
+    """The checks inside `check` ("all" unwrapped), content checks first."""
+    flat = [c for sub in check["checks"] for c in _content_checks(sub)] if check["type"] == "all" else [check]
+    return sorted(flat, key=lambda c: c["type"] in ("words", "caps", "lower", "startswith", "endswith"))
+
+
+def _replace_last(text: str, old: str, new: str) -> str | None:
+    """`text` with its last whole-word `old` (any case) replaced by `new`; None if `old` is absent."""
+    found = list(re.finditer(rf"(?<![^\W_]){re.escape(old)}(?![^\W_])", text, re.IGNORECASE))
+    if not found:
+        return None
+    m = found[-1]
+    if m.group().isupper() and len(m.group()) > 1:
+        new = new.upper()
+    elif m.group()[:1].isupper():
+        new = new[:1].upper() + new[1:]
+    return text[:m.start()] + new + text[m.end():]
+
+
+def _list_slip(text: str, items: Sequence[object], rng: random.Random) -> str | None:
+    """`text` with its written-out list slipped: two neighbouring items swapped, or one item written
+    twice in place of its neighbour ("pear, pear, plum"); None if the list is not written out."""
+    shown = [str(x) for x in items]
+    for sep in (", ", ","):
+        joined = sep.join(shown)
+        at = text.lower().rfind(joined.lower())
+        if at >= 0 and len(shown) > 1:
+            i = rng.randrange(len(shown) - 1)
+            if rng.random() < 0.5:
+                shown[i], shown[i + 1] = shown[i + 1], shown[i]
+            else:
+                shown[i + 1] = shown[i]
+            if shown == [str(x) for x in items]:
+                return None
+            cased = text[at:at + len(joined)]
+            return text[:at] + (sep.join(shown).upper() if cased.isupper() else sep.join(shown)) + \
+                text[at + len(joined):]
+    return None
+
+
+def near_miss(record: dict, rng: random.Random) -> str | None:
+    """A wrong answer one slip away from the reference: the kind of error a model makes.
+
+    The reference answer of `record`'s last turn with one value changed: the checked number off by
+    1, 2 or 10 ("7 + 5 = 13."), two neighbouring list items swapped or one written twice, an answer
+    word replaced by another of its pool (another town, the naive plural), another letter, Yes and
+    No exchanged.
+    Reward-model pairs of a reference against its near miss teach the model to read the answer's
+    content, not only its form (a random other answer differs in everything).
+
+    Args:
+        record: a helpful task record (`messages` ending in the reference answer, `checks`).
+        rng: draws the change.
+
+    Returns:
+        The changed answer, or None where no change of its check's value applies (an opposite,
+        whose check has no wrong values to draw). The result may still pass the check (e.g. a
+        swap of equal items); judge it with `verify` or the annotators.
+    """
+    text = record["messages"][-1]["content"]
+    for c in _content_checks(record["checks"][-1]):
+        kind, out = c["type"], None
+        if kind == "number":
+            v = c["value"]
+            if isinstance(v, int) or float(v).is_integer():
+                v = int(v)
+                wrong = [v + d for d in (-10, -2, -1, 1, 2, 10) if v + d >= 0]
+                out = _replace_last(text, str(v), str(rng.choice(wrong)))
+        elif kind in ("list", "comma_list"):
+            out = _list_slip(text, c["items"], rng)
+        elif kind in ("exact", "set") and c.get("others"):
+            old = str(c["answer"]) if kind == "exact" else str(rng.choice(c["items"]))
+            out = _replace_last(text, old, str(rng.choice(c["others"])))
+        elif kind == "letter":
+            old = str(c["answer"])
+            new = rng.choice([ch for ch in "abcdefghijklmnopqrstuvwxyz" if ch != old.lower()])
+            out = _replace_last(text, old, new)
+        elif kind == "yesno":
+            first = re.match(r"\s*(yes|no)\b", text, re.IGNORECASE)
+            if first:
+                word = "No" if first.group(1).lower() == "yes" else "Yes"
+                word = word.upper() if first.group(1).isupper() else word
+                out = text[:first.start(1)] + word + text[first.end(1):]
+        if out is not None and out != text:
+            return out
+    return None
