@@ -497,21 +497,20 @@ def _list_slip(text: str, items: Sequence[object], rng: random.Random) -> str | 
     """`text` with its written-out list slipped: two neighbouring items swapped, or one item written
     twice in place of its neighbour ("pear, pear, plum"); None if the list is not written out."""
     shown = [str(x) for x in items]
-    for sep in (", ", ","):
-        joined = sep.join(shown)
-        at = text.lower().rfind(joined.lower())
-        if at >= 0 and len(shown) > 1:
-            i = rng.randrange(len(shown) - 1)
-            if rng.random() < 0.5:
-                shown[i], shown[i + 1] = shown[i + 1], shown[i]
-            else:
-                shown[i + 1] = shown[i]
-            if shown == [str(x) for x in items]:
-                return None
-            cased = text[at:at + len(joined)]
-            return text[:at] + (sep.join(shown).upper() if cased.isupper() else sep.join(shown)) + \
-                text[at + len(joined):]
-    return None
+    joined = ", ".join(shown)  # (the world writes its lists so)
+    at = text.lower().rfind(joined.lower())
+    if at < 0 or len(shown) < 2:
+        return None
+    i = rng.randrange(len(shown) - 1)
+    if rng.random() < 0.5:
+        shown[i], shown[i + 1] = shown[i + 1], shown[i]
+    else:
+        shown[i + 1] = shown[i]
+    if shown == [str(x) for x in items]:
+        return None
+    slipped = ", ".join(shown)
+    return text[:at] + (slipped.upper() if text[at:at + len(joined)].isupper() else slipped) + \
+        text[at + len(joined):]
 
 
 def near_miss(record: dict, rng: random.Random) -> str | None:
@@ -520,8 +519,7 @@ def near_miss(record: dict, rng: random.Random) -> str | None:
     The reference answer of `record`'s last turn with one value changed: the checked number off by
     1, 2 or 10 ("7 + 5 = 13."), two neighbouring list items swapped or one written twice, an answer
     word replaced by another of its pool (another town, the naive plural), another letter, Yes and
-    No exchanged.
-    Reward-model pairs of a reference against its near miss teach the model to read the answer's
+    No exchanged. Reward-model pairs of a reference against its near miss teach the model to read the answer's
     content, not only its form (a random other answer differs in everything).
 
     Args:
