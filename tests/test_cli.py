@@ -37,6 +37,14 @@ def model_dir(tmp_path_factory):
     return root
 
 
+def test_the_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in COMMANDS)
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:

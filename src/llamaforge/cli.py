@@ -539,7 +539,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "context-distill": ("safety context distillation: answers sampled under a safety preprompt, kept where the "
                         "Safety RM prefers them, fine-tuned without the preprompt",
                         lambda p: _stage_args(p, "configs/context_distill/tiny.toml"), _context_distill),
-    "eval": ("the paper's evaluations of models or answers files: helpfulness win / tie / loss, safety violation %, "
+    "eval": ("the paper's evaluations of models or answers files: helpfulness win / tie / loss, safety violation rate, "
              "model-as-judge win rates, benchmarks; JSON, Figures 1-3, HTML report", _eval_args, _eval),
 }
 
