@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from llamaforge import SIZES, ModelArgs, Transformer
-from llamaforge.model.llama import RMSNorm, _RMSNormFn, apply_rope, rope_cos_sin, single_query_attention
+from llamaforge.model.llama import (PackedDocuments, RMSNorm, _RMSNormFn, apply_rope, packed_attention,
+                                    packed_documents, rope_cos_sin, single_query_attention)
 from llamaforge.model.sizes import preset
 
 
@@ -158,6 +159,45 @@ def test_packed_documents_with_block_mask_equal_separate_forwards():
     packed = model(torch.cat([a, b], 1), pos_ids=pos, mask=mask)
     torch.testing.assert_close(packed[:, :5], model(a), atol=1e-5, rtol=0)
     torch.testing.assert_close(packed[:, 5:], model(b), atol=1e-5, rtol=0)
+
+
+def test_packed_documents_lay_out_every_position_once():
+    # rows [a a a b b -1 -1] and [c c c c c c c]: documents of 3, 2, 2 (the padding) and 7 tokens,
+    # buckets of 4 -> lengths 4 (three documents) and 8 (one); every position is read back once
+    doc = torch.tensor([[0, 0, 0, 1, 1, -1, -1], [0] * 7])
+    docs = packed_documents(doc, bucket=4)
+    assert isinstance(docs, PackedDocuments)
+    assert docs.shapes == ((3, 4), (1, 8))
+    assert docs.index.tolist() == [0, 1, 2, 2, 3, 4, 4, 4, 5, 6, 6, 6] + [7, 8, 9, 10, 11, 12, 13, 13]
+    # concatenated outputs: rows 0-11 the first group (3 x 4), 12-19 the second
+    assert docs.inverse.tolist() == [0, 1, 2, 4, 5, 8, 9, 12, 13, 14, 15, 16, 17, 18]
+
+
+@pytest.mark.parametrize("n_kv", [4, 2])
+def test_packed_attention_equals_sdpa_under_the_block_mask_with_its_gradients(n_kv):
+    torch.manual_seed(0)
+    doc = torch.tensor([[0] * 5 + [1] * 20 + [2] * 7 + [-1] * 8, [0] * 40, [0] + [1] * 33 + [-1] * 6])
+    q = torch.randn(3, 40, 4, 8, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(3, 40, n_kv, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    got = packed_attention(q, k, v, packed_documents(doc, bucket=16))  # buckets 16, 32 and 48
+    mask = ((doc[:, :, None] == doc[:, None, :]) & torch.ones(40, 40, dtype=torch.bool).tril())[:, None]
+    want = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                          enable_gqa=n_kv != 4).transpose(1, 2).reshape(3, 40, 32)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    g = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(got, (q, k, v), g), torch.autograd.grad(want, (q, k, v), g)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_a_model_given_packed_documents_equals_the_block_mask():
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(**SIZES["debug"]))
+    doc = torch.tensor([[0] * 5 + [1] * 7 + [-1] * 4])
+    tokens = torch.randint(0, 512, (1, 16))
+    pos = torch.cat([torch.arange(5), torch.arange(7), torch.arange(4)])[None]
+    mask = ((doc[:, :, None] == doc[:, None, :]) & torch.ones(16, 16, dtype=torch.bool).tril())[:, None]
+    torch.testing.assert_close(model(tokens, pos_ids=pos, mask=packed_documents(doc)),
+                               model(tokens, pos_ids=pos, mask=mask), atol=1e-5, rtol=0)
 
 
 def test_last_n_and_bf16_autocast():

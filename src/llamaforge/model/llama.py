@@ -2,8 +2,9 @@
 
 Parameter names are Meta's (``tok_embeddings``, ``layers.N.attention.wq``, ...): they are a file
 format, and ``model/checkpoint_io.py`` maps them to and from Hugging Face's. The same ``forward``
-serves training (no cache, causal or packed-document masks) and cached inference (a KVCache that
-``model/kv_cache.py`` attaches to each attention layer from outside).
+serves training (no cache; causal, or packed documents through a mask or ``packed_documents``)
+and cached inference (a KVCache that ``model/kv_cache.py`` attaches to each attention layer from
+outside).
 """
 
 from __future__ import annotations
@@ -170,6 +171,94 @@ def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return (probs @ v).view(bsz, n_heads, 1, head_dim)
 
 
+@dataclass(frozen=True)
+class PackedDocuments:
+    """Where the documents of a packed [B, T] batch lie, for attention inside each document
+    computed document by document (``packed_documents``) instead of through a [B, 1, T, T] mask.
+
+    Documents are grouped by their length rounded up to a bucket: group i holds ``shapes[i] =
+    (n_i, L_i)``, n_i documents padded to L_i positions by repeating each one's last position.
+    ``index``: LongTensor [sum n_i * L_i], the flat positions (b * T + t) of every group's documents
+    in order; ``inverse``: LongTensor [B * T], the entry of ``index`` that reads each position
+    first. What a varlen kernel (flash-attention's ``cu_seqlens``) does on a GPU: no work on pairs
+    of tokens from different documents, and every call is plain causal.
+    """
+
+    index: torch.Tensor
+    shapes: tuple[tuple[int, int], ...]
+    inverse: torch.Tensor
+
+
+def packed_documents(doc_ids: torch.Tensor, bucket: int = 32,
+                     device: Optional[torch.device | str] = None) -> PackedDocuments:
+    """[B, T] document ids (a new document starts wherever the id changes along a row, and at each
+    row's start; the padding's id is its own document) -> ``PackedDocuments`` on ``device`` (default
+    doc_ids' device), lengths rounded up to a multiple of ``bucket``."""
+    bsz, seqlen = doc_ids.shape
+    device = doc_ids.device if device is None else device
+    ids = doc_ids.cpu()  # built on the host: a few small index ops a batch
+    new = torch.ones_like(ids, dtype=torch.bool)
+    new[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    starts = new.flatten().nonzero().squeeze(1)  # [D] flat start of every document
+    lengths = torch.diff(starts, append=torch.tensor([bsz * seqlen]))  # rows start documents: no overlap
+    padded = (lengths + bucket - 1) // bucket * bucket
+    inverse = torch.empty(bsz * seqlen, dtype=torch.long)
+    index, shapes, offset = [], [], 0
+    for length in padded.unique().tolist():
+        sel = (padded == length).nonzero().squeeze(1)
+        s, n = starts[sel, None], lengths[sel, None]  # [n, 1]
+        steps = torch.arange(length)[None]  # [1, L]
+        index.append(torch.minimum(s + steps, s + n - 1).flatten())
+        real = steps < n  # [n, L]
+        inverse[(s + steps)[real]] = offset + torch.arange(sel.numel() * length).view(-1, length)[real]
+        shapes.append((sel.numel(), length))
+        offset += sel.numel() * length
+    return PackedDocuments(torch.cat(index).to(device), tuple(shapes), inverse.to(device))
+
+
+@torch.compiler.disable  # data-dependent shapes: eager inside compiled blocks
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, docs: PackedDocuments) -> torch.Tensor:
+    """Causal attention inside each packed document.
+
+    Args:
+        q: [B, T, H, hd]; k, v: [B, T, Hkv, hd] (RoPE applied, positions restarting per document).
+        docs: from ``packed_documents`` on the batch's document ids.
+    Returns:
+        [B, T, H * hd], in v's dtype; equal to SDPA under the block-causal mask.
+    """
+    bsz, seqlen, n_heads, head_dim = q.shape
+    n_kv = k.shape[2]
+    # one gather of q, k and v for every document (its backward: one index_add)
+    qkv = torch.cat((q, k, v), dim=2).flatten(0, 1).index_select(0, docs.index)  # [sum n*L, H + 2 Hkv, hd]
+    outs = []
+    # (one split, not slices: a slice's backward writes a zero tensor of the whole input)
+    for (n, length), group in zip(docs.shapes, qkv.split([n * length for n, length in docs.shapes])):
+        group = group.view(n, length, -1, head_dim).transpose(1, 2)  # [n, heads, L, hd]
+        fp32 = _fp32_attention_backward(group)
+        qd, kd, vd = (group.float() if fp32 else group).split((n_heads, n_kv, n_kv), dim=1)  # one cast
+        y = _sdpa(qd, kd, vd, None, fp32=fp32).to(v.dtype)  # [n, H, L, hd]
+        outs.append(y.transpose(1, 2).reshape(n * length, n_heads * head_dim))
+    return torch.cat(outs).index_select(0, docs.inverse).view(bsz, seqlen, -1)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
+          fp32: Optional[bool] = None) -> torch.Tensor:
+    """SDPA of [B, H, T, hd] queries on [B, Hkv, S, hd] keys and values (causal where mask is None),
+    in fp32 with autocast off where ``fp32`` (default: ``_fp32_attention_backward(q)``); returns v's
+    dtype."""
+    dtype = v.dtype
+    fp32 = _fp32_attention_backward(q) if fp32 is None else fp32
+    if fp32:  # (autocast would cast fp32 inputs of SDPA back to bf16: off for this call)
+        q, k, v = q.float(), k.float(), v.float()
+    with torch.autocast(q.device.type, enabled=False) if fp32 else contextlib.nullcontext():
+        return F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            enable_gqa=k.shape[1] != q.shape[1],  # kv head j serves query heads j*rep..(j+1)*rep-1
+        ).to(dtype)
+
+
 def _fp32_attention_backward(q: torch.Tensor) -> bool:
     """Whether a bf16 training attention runs in fp32: on a CPU, for sequences of up to 256, where
     the CPU flash kernel's bf16 backward is the slower one.
@@ -211,6 +300,8 @@ class Attention(nn.Module):
         k = self.wk(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if isinstance(mask, PackedDocuments):  # packed training documents (no cache)
+            return self.wo(packed_attention(q, k, v, mask))
         # [B, T, H, hd] -> [B, H, T, hd], the layout SDPA and the cache use
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if self.kv_cache is not None:
@@ -218,16 +309,7 @@ class Attention(nn.Module):
         if seqlen == 1:  # a decode step
             y = single_query_attention(q, k, v, mask)
         else:
-            dtype, fp32 = v.dtype, _fp32_attention_backward(q)
-            if fp32:  # (autocast would cast fp32 inputs of SDPA back to bf16: off for this call)
-                q, k, v = q.float(), k.float(), v.float()
-            with torch.autocast(q.device.type, enabled=False) if fp32 else contextlib.nullcontext():
-                y = F.scaled_dot_product_attention(
-                    q, k, v,
-                    attn_mask=mask,
-                    is_causal=mask is None,
-                    enable_gqa=self.n_kv_heads != self.n_heads,  # kv head j serves query heads j*rep..(j+1)*rep-1
-                ).to(dtype)  # [B, H, T, hd]
+            y = _sdpa(q, k, v, mask)  # [B, H, T, hd]
         return self.wo(y.transpose(1, 2).reshape(bsz, seqlen, -1))  # [B, T, H * hd] -> [B, T, dim]
 
 
@@ -320,7 +402,9 @@ class Transformer(nn.Module):
             pos_ids: LongTensor [B, T] RoPE positions per row (left-padded batches, packed
                 documents whose positions restart). Default: ``input_pos``, else 0..T-1.
             mask: BoolTensor broadcastable to [B, 1, T, S], True where a query may attend to a key
-                (S = T without a cache, the cache length with one). Default: causal.
+                (S = T without a cache, the cache length with one), or a ``PackedDocuments`` of
+                packed training documents (no cache; attention computed inside each document).
+                Default: causal.
             last_n: compute the output head only on the last n positions (prefill, scoring).
             targets: LongTensor [B, T], the next token of each position, -100 where no loss. The
                 loss is computed here (so FSDP's unsharded head is used inside forward) by

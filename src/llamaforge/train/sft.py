@@ -25,7 +25,8 @@ from typing import Optional
 
 import torch
 
-from llamaforge.data.sft import SFTData, block_causal_mask, load_examples
+from llamaforge.data.sft import SFTData, load_examples
+from llamaforge.model.llama import packed_documents
 from llamaforge.parallel import Dist, all_reduce_mean, init_distributed
 from llamaforge.train.checkpoint import save_checkpoint
 from llamaforge.train.common import OptimConfig, build_optimizer, lr_at, set_lr
@@ -92,8 +93,9 @@ class SFTConfig:
 
 
 def _loss_sum(model, batch, autocast, device) -> torch.Tensor:
-    """Summed answer-token loss of one packed micro-batch (attention inside each sample)."""
-    mask = block_causal_mask(batch.doc_ids.to(device))  # [B, 1, T, T]
+    """Summed answer-token loss of one packed micro-batch (attention inside each sample, computed
+    sample by sample: ``packed_documents``)."""
+    mask = packed_documents(batch.doc_ids, device=device)
     with autocast:
         return model(batch.tokens.to(device), pos_ids=batch.pos_ids.to(device), mask=mask,
                      targets=batch.targets.to(device), loss_reduction="sum")
